@@ -1,0 +1,227 @@
+//! blackpony-mailer: the outbound side, a sendmail prog mailer
+//! (`A=blackpony-mailer $h`). sendmail speaks SMTP to it on stdin/stdout; it
+//! finds the remote MX, relays, and encrypts when the remote runs blackpony.
+//! Only wiring lives here.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use blackpony::cli;
+use blackpony::dns::Resolver;
+use blackpony::error::exit;
+use blackpony::outbound::{self, OutboundConfig};
+use blackpony::peers::KnownPeers;
+use blackpony::policy::{Policy, PolicyMap};
+use blackpony::relay::{Peer, RelayOptions};
+use blackpony::suite::SuitePolicy;
+use blackpony::{netio, Error};
+
+const DEFAULT_KNOWN_PEERS: &str = "/var/lib/blackpony/known_peers";
+
+fn options() -> getopts::Options {
+    let mut o = getopts::Options::new();
+    o.optopt("", "port", "remote SMTP port (default 25)", "N");
+    o.optopt(
+        "",
+        "known-peers",
+        &format!("file of remembered peer keys (default {DEFAULT_KNOWN_PEERS})"),
+        "FILE",
+    );
+    o.optopt("", "policy", "may (default): encrypt when offered, warn on changes; tofu: defer on a stripped or changed known peer; require: defer anything not encrypted", "may|tofu|require");
+    o.optopt(
+        "",
+        "policy-file",
+        "per-destination policies, one `domain policy` per line (.domain for subdomains)",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "dns",
+        "ask this nameserver instead of those in /etc/resolv.conf",
+        "ADDR:PORT",
+    );
+    o.optflag("", "list-peers", "print the remembered peers and exit");
+    o.optopt(
+        "",
+        "forget",
+        "forget the remembered key of HOST and exit",
+        "HOST",
+    );
+    cli::common_options(&mut o);
+    o
+}
+
+fn usage(o: &getopts::Options) -> String {
+    o.usage(
+        "Usage: blackpony-mailer [--port N] [--key FILE] [--known-peers FILE] [--policy may|tofu|require]\n\
+         \x20                       [--policy-file FILE] [--dns ADDR:PORT] [--allow-rot] [--log FILE]\n\
+         \x20                       [--timeout SECS] HOST\n\
+         \x20      blackpony-mailer --list-peers | --forget HOST | --fingerprint\n\n\
+         The outbound side of blackpony, run by sendmail as a prog mailer with A=blackpony-mailer $h:\n\
+         sendmail speaks SMTP to it on stdin/stdout. It looks up the MX hosts of HOST (or uses an\n\
+         address literal [192.0.2.1] as is), connects to port 25, relays the dialogue, and encrypts\n\
+         when the remote offers XBLACKPONY. Any failure the sender can retry ends in a 4xx reply,\n\
+         so the message stays queued. Logs go to syslog (mail facility) or --log, never to\n\
+         stdout or stderr, which are sendmail's pipe.",
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = options();
+    let m = match o.parse(&args) {
+        Ok(m) => m,
+        Err(e) => return greet_error(&Error::Config(format!("{e} (see blackpony-mailer --help)"))),
+    };
+    if m.opt_present("help") {
+        println!("{}", usage(&o));
+        return ExitCode::SUCCESS;
+    }
+    if m.opt_present("version") {
+        println!("blackpony-mailer {}", cli::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let key_path = cli::key_path(&m);
+    let peers = KnownPeers::new(
+        m.opt_str("known-peers")
+            .unwrap_or_else(|| DEFAULT_KNOWN_PEERS.into()),
+    );
+    if m.opt_present("fingerprint") {
+        return match blackpony::keys::HostKey::load(&key_path) {
+            Ok(k) => {
+                println!("{} {}", k.fingerprint(), key_path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => terminal_error(&e.to_string(), e.exit_code()),
+        };
+    }
+    if m.opt_present("list-peers") {
+        return match peers.list() {
+            Ok(list) => {
+                for p in list {
+                    println!(
+                        "{} {} {} {} {}",
+                        p.host, p.fingerprint, p.suite, p.first_seen, p.last_seen
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => terminal_error(&e.to_string(), exit::IOERR),
+        };
+    }
+    if let Some(host) = m.opt_str("forget") {
+        return match peers.forget(&host) {
+            Ok(true) => {
+                println!("forgot {host}");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => terminal_error(&format!("{host} is not a known peer"), exit::DATAERR),
+            Err(e) => terminal_error(&e.to_string(), exit::IOERR),
+        };
+    }
+    let log_file = m.opt_str("log").map(PathBuf::from);
+    if let Err(e) = blackpony::logging::init("blackpony-mailer", log_file.as_deref()) {
+        return greet_error(&Error::Config(e));
+    }
+    let dest = match m.free.as_slice() {
+        [h] => h.clone(),
+        _ => {
+            let e = Error::Config("give exactly one HOST (sendmail's $h)".into());
+            log::error!("{e}");
+            return greet_error(&e);
+        }
+    };
+    let cfg = match config(&m, &key_path, peers) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return greet_error(&e);
+        }
+    };
+    let reader = netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout);
+    let sendmail = Peer::new(Box::new(reader), Box::new(std::io::stdout()), "sendmail");
+    let summary = outbound::deliver(&dest, sendmail, &cfg);
+    log::info!("{}", summary.log_line());
+    if summary.outcome == "quit" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::TEMPFAIL as u8)
+    }
+}
+
+fn config(
+    m: &getopts::Matches,
+    key_path: &std::path::Path,
+    known_peers: KnownPeers,
+) -> Result<OutboundConfig, Error> {
+    let timeout = cli::timeout(m)?;
+    let port = match m.opt_str("port") {
+        None => 25,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| Error::Config(format!("--port {p}: not a port number")))?,
+    };
+    let default_policy = match m.opt_str("policy") {
+        None => Policy::May,
+        Some(p) => p
+            .parse::<Policy>()
+            .map_err(|_| Error::Config(format!("--policy {p}: use may, tofu or require")))?,
+    };
+    let policy_map = match m.opt_str("policy-file") {
+        None => PolicyMap::default(),
+        Some(f) => PolicyMap::load(std::path::Path::new(&f))
+            .map_err(|e| Error::Config(format!("{f}: {e}")))?,
+    };
+    let resolver = match m.opt_str("dns") {
+        Some(a) => {
+            let sa = a.parse().map_err(|_| {
+                Error::Config(format!("--dns {a}: use ADDR:PORT, e.g. 127.0.0.1:53"))
+            })?;
+            Resolver::with_servers(vec![sa], std::time::Duration::from_secs(5))
+        }
+        None => Resolver::from_resolv_conf(
+            std::path::Path::new("/etc/resolv.conf"),
+            std::time::Duration::from_secs(5),
+        )
+        .map_err(|e| Error::Config(format!("/etc/resolv.conf: {e}")))?,
+    };
+    let key = cli::load_key_if_present(key_path)?;
+    if key.is_none() {
+        return Err(Error::Key(format!(
+            "no host key at {} (create one with: blackpony --generate-key --key {})",
+            key_path.display(),
+            key_path.display()
+        )));
+    }
+    Ok(OutboundConfig {
+        port,
+        key,
+        known_peers,
+        default_policy,
+        policy_map,
+        resolver,
+        suites: SuitePolicy {
+            allow_rot: m.opt_present("allow-rot"),
+        },
+        timeout,
+        relay: RelayOptions::default(),
+    })
+}
+
+/// A setup failure: sendmail is waiting for a greeting, so give it a 4xx
+/// greeting (the message stays queued) and leave. The log has the reason.
+fn greet_error(e: &Error) -> ExitCode {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(&e.smtp_reply().to_bytes());
+    let _ = out.flush();
+    ExitCode::from(e.exit_code() as u8)
+}
+
+fn terminal_error(msg: &str, code: i32) -> ExitCode {
+    eprintln!("blackpony-mailer: {msg}");
+    ExitCode::from(code as u8)
+}

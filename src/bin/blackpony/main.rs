@@ -1,0 +1,270 @@
+//! blackpony: the inbound side. inetd starts it per connection with the
+//! client's socket on stdin/stdout; it relays SMTP to the real MTA and
+//! encrypts when the client asks for it. Only wiring lives here.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use blackpony::channel::BoxRead;
+use blackpony::cli;
+use blackpony::error::exit;
+use blackpony::inbound::{self, ClientAddressPassing, ClientConn, InboundConfig};
+use blackpony::netio;
+use blackpony::relay::RelayOptions;
+use blackpony::suite::SuitePolicy;
+use blackpony::Error;
+
+const DEFAULT_BACKEND: &str = "127.0.0.1:2525";
+
+fn options() -> getopts::Options {
+    let mut o = getopts::Options::new();
+    o.optopt(
+        "",
+        "backend",
+        &format!("the real MTA (default {DEFAULT_BACKEND})"),
+        "HOST:PORT",
+    );
+    o.optopt(
+        "",
+        "listen",
+        "accept connections here instead of serving stdin (no inetd)",
+        "ADDR:PORT",
+    );
+    o.optopt("", "source", "connect to the backend from this local address (e.g. 127.0.0.2, so the MTA does not treat clients as local)", "ADDR");
+    o.optopt(
+        "",
+        "proxy-protocol",
+        "send the client address to the backend in a HAProxy PROXY header",
+        "v1|v2",
+    );
+    o.optflag(
+        "",
+        "xclient",
+        "send the client address to the backend with Postfix XCLIENT",
+    );
+    o.optflag("", "forbid-bare-newline", "refuse bare CR or LF in commands and message data (like Postfix smtpd_forbid_bare_newline)");
+    o.optflag(
+        "",
+        "generate-key",
+        "write a new host key to --key (mode 0600, never overwrites) and print its fingerprint",
+    );
+    o.optopt(
+        "",
+        "key-bits",
+        "size of a generated key: 2048 (default), 3072 or 4096",
+        "BITS",
+    );
+    cli::common_options(&mut o);
+    o
+}
+
+fn usage(o: &getopts::Options) -> String {
+    o.usage(
+        "Usage: blackpony [--backend HOST:PORT] [--listen ADDR:PORT] [--key FILE] [--allow-rot]\n\
+         \x20                [--log FILE] [--timeout SECS] [--source ADDR] [--proxy-protocol v1|v2] [--xclient]\n\
+         \x20      blackpony --generate-key [--key FILE]   |   blackpony --fingerprint [--key FILE]\n\n\
+         The inbound side of blackpony. Run it from inetd, xinetd or systemd (Accept=yes) on\n\
+         port 25 with the client's socket on stdin/stdout; it relays SMTP to the real MTA at\n\
+         --backend, adds `XBLACKPONY <suites>` to the EHLO reply and encrypts when the client\n\
+         asks. Piped from a file (blackpony < session.txt) it replays a recorded session and\n\
+         writes the replies to stdout. Logs go to syslog (mail facility) or --log; RUST_LOG\n\
+         sets the level. Nothing but SMTP is ever written to stdout or stderr.",
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = options();
+    let m = match o.parse(&args) {
+        Ok(m) => m,
+        Err(e) => return config_error(&Error::Config(format!("{e} (see blackpony --help)"))),
+    };
+    if m.opt_present("help") {
+        println!("{}", usage(&o));
+        return ExitCode::SUCCESS;
+    }
+    if m.opt_present("version") {
+        println!("blackpony {}", cli::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let key_path = cli::key_path(&m);
+    if m.opt_present("generate-key") {
+        return match cli::key_bits(&m).and_then(|bits| cli::generate_key(&key_path, bits)) {
+            Ok(fp) => {
+                println!("{fp} {}", key_path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => terminal_error(&e),
+        };
+    }
+    if m.opt_present("fingerprint") {
+        return match blackpony::keys::HostKey::load(&key_path) {
+            Ok(k) => {
+                println!("{} {}", k.fingerprint(), key_path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => terminal_error(&e),
+        };
+    }
+    let log_file = m.opt_str("log").map(PathBuf::from);
+    if let Err(e) = blackpony::logging::init("blackpony", log_file.as_deref()) {
+        return config_error(&Error::Config(e));
+    }
+    let cfg = match config(&m, &key_path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return config_error(&e);
+        }
+    };
+    match m.opt_str("listen") {
+        Some(addr) => listen(&addr, cfg),
+        None => serve_stdin(&cfg),
+    }
+}
+
+fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundConfig, Error> {
+    let source = match m.opt_str("source") {
+        None => None,
+        Some(s) => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| Error::Config(format!("--source {s}: not an IP address")))?,
+        ),
+    };
+    let passing = match (
+        m.opt_str("proxy-protocol").as_deref(),
+        m.opt_present("xclient"),
+    ) {
+        (Some(_), true) => {
+            return Err(Error::Config(
+                "use either --proxy-protocol or --xclient, not both".into(),
+            ))
+        }
+        (Some("v1"), _) => ClientAddressPassing::ProxyV1,
+        (Some("v2"), _) => ClientAddressPassing::ProxyV2,
+        (Some(v), _) => return Err(Error::Config(format!("--proxy-protocol {v}: use v1 or v2"))),
+        (None, true) => ClientAddressPassing::Xclient,
+        (None, false) => ClientAddressPassing::None,
+    };
+    let key = cli::load_key_if_present(key_path)?;
+    if key.is_none() {
+        log::warn!(
+            "no host key at {}: RSA-BLOWFISH is not offered (create one with blackpony --generate-key)",
+            key_path.display()
+        );
+    }
+    Ok(InboundConfig {
+        backend: m
+            .opt_str("backend")
+            .unwrap_or_else(|| DEFAULT_BACKEND.into()),
+        source,
+        passing,
+        timeout: cli::timeout(m)?,
+        suites: SuitePolicy {
+            allow_rot: m.opt_present("allow-rot"),
+        },
+        relay: RelayOptions {
+            forbid_bare_newline: m.opt_present("forbid-bare-newline"),
+        },
+        key,
+    })
+}
+
+/// Serve the connection inetd gave us on stdin/stdout.
+fn serve_stdin(cfg: &InboundConfig) -> ExitCode {
+    let conn = match netio::stdin_socket() {
+        Some((stream, peer)) => {
+            let _ = netio::set_timeouts(&stream, cfg.timeout);
+            let local = stream.local_addr().unwrap_or(peer);
+            match stream.try_clone() {
+                Ok(reader) => ClientConn {
+                    reader: Box::new(reader),
+                    writer: Box::new(stream),
+                    addrs: Some((peer, local)),
+                },
+                Err(e) => {
+                    log::error!("cannot use the client socket: {e}");
+                    return ExitCode::from(exit::OSERR as u8);
+                }
+            }
+        }
+        None => {
+            let reader: BoxRead =
+                Box::new(netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout));
+            ClientConn {
+                reader,
+                writer: Box::new(std::io::stdout()),
+                addrs: None,
+            }
+        }
+    };
+    let summary = inbound::serve(conn, cfg);
+    log::info!("{}", summary.log_line());
+    ExitCode::SUCCESS
+}
+
+/// Standalone mode: accept connections and serve each on its own thread.
+fn listen(addr: &str, cfg: InboundConfig) -> ExitCode {
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("cannot listen on {addr}: {e}");
+            eprintln!("blackpony: cannot listen on {addr}: {e}");
+            return ExitCode::from(exit::OSERR as u8);
+        }
+    };
+    log::info!("listening on {addr}, backend {}", cfg.backend);
+    let cfg = Arc::new(cfg);
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                continue;
+            }
+        };
+        let cfg = Arc::clone(&cfg);
+        std::thread::spawn(move || serve_stream(stream, &cfg));
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve_stream(stream: TcpStream, cfg: &InboundConfig) {
+    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    let _ = netio::set_timeouts(&stream, cfg.timeout);
+    let Ok(reader) = stream.try_clone() else {
+        return;
+    };
+    let conn = ClientConn {
+        reader: Box::new(reader),
+        writer: Box::new(stream),
+        addrs: Some((peer, local)),
+    };
+    let summary = inbound::serve(conn, cfg);
+    log::info!("{}", summary.log_line());
+}
+
+/// A configuration error. Under inetd stdout is the client: it gets a 421
+/// so the sender retries later; on a terminal the reply explains itself too.
+fn config_error(e: &Error) -> ExitCode {
+    if netio::stdin_socket().is_none() {
+        eprintln!("blackpony: {e}");
+    }
+    let reply = e.smtp_reply();
+    let mut out = std::io::stdout();
+    let _ = out.write_all(&reply.to_bytes());
+    let _ = out.flush();
+    ExitCode::from(e.exit_code() as u8)
+}
+
+/// An error of the key tool, run by an administrator at a terminal.
+fn terminal_error(e: &Error) -> ExitCode {
+    eprintln!("blackpony: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}

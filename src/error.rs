@@ -1,0 +1,152 @@
+//! Everything that can go wrong, and what each failure turns into: the SMTP
+//! reply the peer (or sendmail) sees and the sysexits code a program exits with.
+//!
+//! When in doubt a failure is temporary: a 4xx keeps the message queued and
+//! the sender retries, which never loses mail.
+
+use std::fmt;
+use std::io;
+
+use crate::smtp::Reply;
+
+/// sysexits.h codes that sendmail and Postfix's pipe(8) understand.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const USAGE: i32 = 64;
+    pub const DATAERR: i32 = 65;
+    pub const NOHOST: i32 = 68;
+    pub const UNAVAILABLE: i32 = 69;
+    pub const SOFTWARE: i32 = 70;
+    pub const OSERR: i32 = 71;
+    pub const CANTCREAT: i32 = 73;
+    pub const IOERR: i32 = 74;
+    pub const TEMPFAIL: i32 = 75;
+    pub const PROTOCOL: i32 = 76;
+    pub const NOPERM: i32 = 77;
+    pub const CONFIG: i32 = 78;
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What happened. Crypto failures are deliberately one variant: the peer
+/// must not be able to tell a bad MAC from a bad length or a bad OAEP block.
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O error on one of the streams; the string says which.
+    Io(&'static str, io::Error),
+    /// A peer stayed silent past the deadline.
+    Timeout(&'static str),
+    /// The peer closed the connection (without the authenticated close, if encrypted).
+    Closed(&'static str),
+    /// A line longer than the named limit.
+    LineTooLong,
+    /// A bare CR or LF where only CRLF is allowed.
+    BareNewline,
+    /// The peer broke the SMTP or blackpony protocol in a way we cannot recover from.
+    Protocol(String),
+    /// Any cryptographic failure: bad MAC, bad length, bad padding, OAEP, Finished.
+    Crypto,
+    /// Bytes arrived after the switch command and before its answer.
+    Injection,
+    /// The real MTA could not be reached or went away.
+    Backend(String),
+    /// No remote mail exchanger could be reached (outbound).
+    Unreachable(String),
+    /// The destination can never be reached (null MX, NXDOMAIN).
+    Permanent(String),
+    /// The policy demands encryption (or a known key) and the peer did not provide it.
+    Policy(String),
+    /// A host key problem: missing, unreadable, wrong permissions, malformed.
+    Key(String),
+    /// Bad command-line options or configuration.
+    Config(String),
+}
+
+impl Error {
+    pub fn io(what: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout(what),
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted => Error::Closed(what),
+            _ => Error::Io(what, e),
+        }
+    }
+
+    /// Whether a sender may retry. Only a destination that can never work is permanent.
+    pub fn is_temporary(&self) -> bool {
+        !matches!(
+            self,
+            Error::Permanent(_) | Error::Config(_) | Error::LineTooLong
+        )
+    }
+
+    /// The reply a peer or sendmail sees when this error ends the session.
+    pub fn smtp_reply(&self) -> Reply {
+        match self {
+            Error::LineTooLong => Reply::new(500, "5.5.2 Line too long"),
+            Error::BareNewline => Reply::new(421, "4.5.2 Bare CR or LF not allowed, closing"),
+            Error::Timeout(_) => Reply::new(421, "4.4.2 Timeout, closing connection"),
+            Error::Backend(_) => Reply::new(
+                421,
+                "4.3.0 Mail system temporarily unavailable, try again later",
+            ),
+            Error::Unreachable(_) => Reply::new(421, "4.4.1 No remote mail exchanger answered"),
+            Error::Permanent(m) => Reply::new(554, &format!("5.1.2 {m}")),
+            Error::Policy(m) => Reply::new(421, &format!("4.7.5 {m}")),
+            Error::Key(_) | Error::Config(_) => Reply::new(
+                421,
+                "4.3.5 Mail system configuration error, try again later",
+            ),
+            Error::Crypto | Error::Injection => {
+                Reply::new(421, "4.7.0 Encrypted session failed, closing")
+            }
+            Error::Protocol(_) => Reply::new(421, "4.5.0 Protocol error, closing"),
+            Error::Io(..) | Error::Closed(_) => {
+                Reply::new(421, "4.4.2 Connection lost, try again later")
+            }
+        }
+    }
+
+    /// The sysexits code a program exits with after this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => exit::CONFIG,
+            Error::Key(_) => exit::CONFIG,
+            Error::Permanent(_) => exit::NOHOST,
+            _ => exit::TEMPFAIL,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(what, e) => write!(f, "{what}: {e}"),
+            Error::Timeout(what) => write!(f, "{what}: timed out"),
+            Error::Closed(what) => write!(f, "{what}: connection closed"),
+            Error::LineTooLong => f.write_str("line too long"),
+            Error::BareNewline => f.write_str("bare CR or LF in SMTP line"),
+            Error::Protocol(m) => write!(f, "protocol error: {m}"),
+            Error::Crypto => f.write_str("decryption or authentication failed"),
+            Error::Injection => {
+                f.write_str("bytes pipelined behind the switch command (injection attempt)")
+            }
+            Error::Backend(m) => write!(f, "backend MTA: {m}"),
+            Error::Unreachable(m) => write!(f, "unreachable: {m}"),
+            Error::Permanent(m) => write!(f, "permanent failure: {m}"),
+            Error::Policy(m) => write!(f, "policy: {m}"),
+            Error::Key(m) => write!(f, "host key: {m}"),
+            Error::Config(m) => write!(f, "configuration: {m}"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for Error {}

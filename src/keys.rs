@@ -1,0 +1,150 @@
+//! Host keys: generate, load (refusing files others can read), name by fingerprint.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
+use rsa::traits::PublicKeyParts;
+use rsa::{PrivateKey, PublicKey};
+
+use crate::crypto::hash::sha256;
+use crate::limits::{MAX_RSA_BITS, MIN_RSA_BITS};
+use crate::wire::base64;
+use crate::Error;
+
+/// Where both programs look for the host key unless told otherwise.
+pub const DEFAULT_KEY_PATH: &str = "/etc/blackpony/host.key";
+
+/// Our own RSA key pair, with the public half pre-encoded for the handshake.
+pub struct HostKey {
+    private: PrivateKey,
+    public_der: Vec<u8>,
+}
+
+impl HostKey {
+    /// Load a PKCS#8 PEM private key. Refuses a file that group or others can read.
+    pub fn load(path: &Path) -> Result<HostKey, Error> {
+        let meta = fs::metadata(path).map_err(|e| {
+            Error::Key(format!(
+                "cannot read {}: {e} (create one with: blackpony --generate-key --key {})",
+                path.display(),
+                path.display()
+            ))
+        })?;
+        if meta.mode() & 0o077 != 0 {
+            return Err(Error::Key(format!(
+                "{} is readable by group or others (mode {:o}); run: chmod 600 {}",
+                path.display(),
+                meta.mode() & 0o777,
+                path.display()
+            )));
+        }
+        if meta.len() > 64 * 1024 {
+            return Err(Error::Key(format!(
+                "{} is too large to be a key",
+                path.display()
+            )));
+        }
+        let pem = zeroize::Zeroizing::new(
+            fs::read_to_string(path).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?,
+        );
+        let private = PrivateKey::from_pkcs8_pem(&pem).map_err(|_| {
+            Error::Key(format!(
+                "{} is not a PKCS#8 PEM RSA private key",
+                path.display()
+            ))
+        })?;
+        Self::from_private(private)
+    }
+
+    pub fn from_private(private: PrivateKey) -> Result<HostKey, Error> {
+        let bits = private.size() * 8;
+        if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+            return Err(Error::Key(format!(
+                "RSA key of {bits} bits; {MIN_RSA_BITS} to {MAX_RSA_BITS} are accepted"
+            )));
+        }
+        let public_der = private
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| Error::Key(format!("cannot encode public key: {e}")))?
+            .into_vec();
+        Ok(HostKey {
+            private,
+            public_der,
+        })
+    }
+
+    /// A fresh key of `bits` bits (slow: seconds for 2048 bits in a debug build).
+    pub fn generate(bits: usize) -> Result<HostKey, Error> {
+        let mut rng = rand::rngs::SysRng;
+        let private = PrivateKey::new(&mut rng, bits)
+            .map_err(|e| Error::Key(format!("key generation failed: {e}")))?;
+        Self::from_private(private)
+    }
+
+    /// Write the key as PKCS#8 PEM, mode 0600. Atomic and never overwrites:
+    /// the key goes to a temporary file first and is then hard-linked into place,
+    /// which fails if the target exists.
+    pub fn save_new(&self, path: &Path) -> Result<(), Error> {
+        let pem = self
+            .private
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| Error::Key(format!("cannot encode key: {e}")))?;
+        if path.exists() {
+            return Err(Error::Key(format!(
+                "{} exists; refusing to overwrite a host key (remove it first if you mean it)",
+                path.display()
+            )));
+        }
+        let tmp = temp_path(path);
+        let result = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(pem.as_bytes())?;
+            f.sync_all()?;
+            fs::hard_link(&tmp, path)
+        })();
+        let _ = fs::remove_file(&tmp);
+        result.map_err(|e| Error::Key(format!("cannot create {}: {e}", path.display())))
+    }
+
+    pub fn private(&self) -> &PrivateKey {
+        &self.private
+    }
+
+    /// SubjectPublicKeyInfo DER, as sent in the handshake.
+    pub fn public_der(&self) -> &[u8] {
+        &self.public_der
+    }
+
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.public_der)
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// `SHA256:` and the unpadded base64 SHA-256 of the SubjectPublicKeyInfo DER,
+/// the same shape as OpenSSH's key fingerprints.
+pub fn fingerprint(spki_der: &[u8]) -> String {
+    format!("SHA256:{}", base64::encode_unpadded(&sha256(spki_der)))
+}
+
+/// Parse a peer's SubjectPublicKeyInfo DER, refusing key sizes outside our limits.
+pub fn parse_peer_key(spki_der: &[u8]) -> Option<PublicKey> {
+    let key = PublicKey::from_public_key_der(spki_der).ok()?;
+    let bits = key.size() * 8;
+    (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits).then_some(key)
+}

@@ -1,0 +1,593 @@
+//! Per-destination policy of the outbound mailer, and the decision it drives.
+//!
+//! The policy file reads like Postfix's `smtp_tls_policy_maps`, one
+//! `destination policy` pair per line:
+//!
+//! ```text
+//! # destination        policy
+//! example.org          require   # exactly example.org
+//! .example.org         tofu      # any subdomain of example.org, not example.org itself
+//! [mx.example.net]     may       # the bracketed host sendmail passes as $h
+//! ```
+//!
+//! Matching is case-insensitive and ignores a trailing dot. An exact entry
+//! wins over suffix entries, the longest suffix wins among those, and the
+//! caller's default applies when nothing matches. A bracketed destination
+//! (`[host]`, "this host, no MX lookup") only matches a bracketed entry,
+//! exactly, as in Postfix: `.example.org` does not cover `[mx.example.org]`.
+//!
+//! `#` starts a comment anywhere on a line (no valid destination contains
+//! one). Any other malformed line, and a destination listed twice, is an
+//! error naming the line: a typo must not silently weaken a `require`.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::peers::PeerRecord;
+
+/// Largest policy file we read: some 20 000 lines, far beyond any real map.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// How much protection one destination gets. See [`decide`] for the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Encrypt when offered; never defer, only warn.
+    May,
+    /// Trust on first use: once a peer has been seen encrypted with a key,
+    /// defer when it shows up plain or with another key.
+    Tofu,
+    /// Always encrypted: defer plain sessions and key changes.
+    Require,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::May => "may",
+            Policy::Tofu => "tofu",
+            Policy::Require => "require",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that is not `may`, `tofu` or `require`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPolicy(pub String);
+
+impl fmt::Display for UnknownPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown policy {:?}: expected may, tofu or require",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownPolicy {}
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    /// Case-insensitive, like the rest of the file.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "may" => Ok(Policy::May),
+            "tofu" => Ok(Policy::Tofu),
+            "require" => Ok(Policy::Require),
+            _ => Err(UnknownPolicy(s.to_owned())),
+        }
+    }
+}
+
+/// A policy file that cannot be used.
+#[derive(Debug)]
+pub enum PolicyError {
+    Io(io::Error, PathBuf),
+    /// Line `line` (1-based) is malformed. `path` is `None` for [`PolicyMap::parse`].
+    Syntax {
+        path: Option<PathBuf>,
+        line: usize,
+        reason: String,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    TooBig {
+        path: PathBuf,
+        size: u64,
+    },
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::Io(e, path) => write!(f, "policy map {}: {e}", path.display()),
+            PolicyError::Syntax {
+                path: Some(path),
+                line,
+                reason,
+            } => write!(f, "policy map {} line {line}: {reason}", path.display()),
+            PolicyError::Syntax {
+                path: None,
+                line,
+                reason,
+            } => write!(f, "policy map line {line}: {reason}"),
+            PolicyError::TooBig { path, size } => write!(
+                f,
+                "policy map {} is {size} bytes, more than the {MAX_FILE_BYTES} allowed",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PolicyError::Io(e, _) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Destination to policy, in file order. Keys are normalized: lowercase, no
+/// trailing dot, with their leading `.` or brackets kept to tell the three
+/// kinds of entry apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyMap {
+    entries: Vec<(String, Policy)>,
+}
+
+impl PolicyMap {
+    /// Reads and parses a policy file. Errors name the file and the line.
+    pub fn load(path: &Path) -> Result<PolicyMap, PolicyError> {
+        let io_err = |e| PolicyError::Io(e, path.to_path_buf());
+        let file = File::open(path).map_err(io_err)?;
+        let mut data = Vec::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut data)
+            .map_err(io_err)?;
+        if data.len() as u64 > MAX_FILE_BYTES {
+            let size = file_size(path).unwrap_or(data.len() as u64);
+            return Err(PolicyError::TooBig {
+                path: path.to_path_buf(),
+                size,
+            });
+        }
+        let text = String::from_utf8(data).map_err(|e| {
+            let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            syntax(line, "not UTF-8")
+        })?;
+        PolicyMap::parse(&text).map_err(|e| match e {
+            PolicyError::Syntax { line, reason, .. } => PolicyError::Syntax {
+                path: Some(path.to_path_buf()),
+                line,
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses the text of a policy file. Errors name the line.
+    pub fn parse(text: &str) -> Result<PolicyMap, PolicyError> {
+        let mut entries: Vec<(String, Policy)> = Vec::new();
+        let mut lines_of: Vec<usize> = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let number = index + 1;
+            let content = line.split_once('#').map_or(line, |(before, _)| before);
+            let fields: Vec<&str> = content.split_ascii_whitespace().collect();
+            let (key, policy) = match fields[..] {
+                [] => continue,
+                [key, policy] => (key, policy),
+                _ => {
+                    return Err(syntax(
+                        number,
+                        &format!(
+                            "expected \"destination policy\", found {} fields",
+                            fields.len()
+                        ),
+                    ))
+                }
+            };
+            let key = parse_key(key).map_err(|reason| syntax(number, &reason))?;
+            let policy: Policy = policy
+                .parse()
+                .map_err(|e: UnknownPolicy| syntax(number, &e.to_string()))?;
+            if let Some(i) = entries.iter().position(|(k, _)| *k == key) {
+                let first = lines_of[i];
+                return Err(syntax(
+                    number,
+                    &format!("{key} is already listed on line {first}"),
+                ));
+            }
+            entries.push((key, policy));
+            lines_of.push(number);
+        }
+        Ok(PolicyMap { entries })
+    }
+
+    /// The policy for `domain` (a domain, or a bracketed `[host]`): the
+    /// exact entry, else the longest matching `.suffix` entry, else `default`.
+    pub fn lookup(&self, domain: &str, default: Policy) -> Policy {
+        let domain = normalize(domain);
+        let mut best: Option<(usize, Policy)> = None;
+        for (key, policy) in &self.entries {
+            if *key == domain {
+                return *policy;
+            }
+            // Suffix entries apply to plain domains only; the leading dot of
+            // the key makes `.example.org` match `a.example.org` but neither
+            // `example.org` nor `badexample.org`.
+            let suffix_match = key.starts_with('.')
+                && !domain.starts_with('[')
+                && domain.len() > key.len()
+                && domain.ends_with(key.as_str());
+            if suffix_match && best.is_none_or(|(len, _)| key.len() > len) {
+                best = Some((key.len(), *policy));
+            }
+        }
+        best.map_or(default, |(_, policy)| policy)
+    }
+
+    /// The entries, normalized, in file order.
+    pub fn entries(&self) -> &[(String, Policy)] {
+        &self.entries
+    }
+}
+
+fn syntax(line: usize, reason: &str) -> PolicyError {
+    PolicyError::Syntax {
+        path: None,
+        line,
+        reason: reason.to_owned(),
+    }
+}
+
+fn file_size(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+/// Lowercase, and drop one trailing dot (inside the brackets too).
+fn normalize(domain: &str) -> String {
+    let d = domain.to_ascii_lowercase();
+    if let Some(inner) = d.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        let inner = inner.strip_suffix('.').unwrap_or(inner);
+        return format!("[{inner}]");
+    }
+    match d.strip_suffix('.') {
+        Some(stripped) => stripped.to_owned(),
+        None => d,
+    }
+}
+
+/// Validates and normalizes a destination key: `name`, `.name` or `[host]`,
+/// where a name is dot-separated labels of letters, digits, `-` and `_`
+/// (A-labels: sendmail passes IDNs in ASCII), and a bracketed host may also
+/// be an address literal (`[192.0.2.1]`, `[ipv6:2001:db8::1]`).
+fn parse_key(raw: &str) -> Result<String, String> {
+    let key = normalize(raw);
+    let bad = |why: &str| Err(format!("invalid destination {raw:?}: {why}"));
+    if let Some(inner) = key.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return bad("missing closing bracket");
+        };
+        let literal_ok = !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":.-_".contains(&b));
+        if !literal_ok {
+            return bad("expected a host name or address between the brackets");
+        }
+        return Ok(key);
+    }
+    let name = key.strip_prefix('.').unwrap_or(&key);
+    if name.is_empty() {
+        return bad("empty domain (use the default policy for \"everything\")");
+    }
+    let labels_ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !labels_ok {
+        return bad("expected dot-separated labels of letters, digits, '-' and '_'");
+    }
+    Ok(key)
+}
+
+/// What the mailer saw of the remote end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The session is encrypted; the peer's host key has this fingerprint.
+    Encrypted { fingerprint: String },
+    /// The remote did not offer the extension: the session would be plain.
+    Plain,
+}
+
+/// What the mailer does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Proceed,
+    /// Deliver, and log the reason as a warning.
+    ProceedWithWarning(String),
+    /// Answer sendmail with a 4xx (try again later); the reason goes to the
+    /// log and into the reply text.
+    Defer(String),
+}
+
+/// Decides whether to deliver, given the destination's policy, its pin in
+/// the known-peers store (if any), and what the session shows.
+///
+/// | policy    | pin  | session               | verdict                      |
+/// |-----------|------|-----------------------|------------------------------|
+/// | `may`     | none | plain or encrypted    | proceed                      |
+/// | `may`     | yes  | encrypted, same key   | proceed                      |
+/// | `may`     | yes  | encrypted, other key  | proceed, warn "key changed"  |
+/// | `may`     | yes  | plain                 | proceed, warn "stripping"    |
+/// | `tofu`    | none | plain or encrypted    | proceed                      |
+/// | `tofu`    | yes  | encrypted, same key   | proceed                      |
+/// | `tofu`    | yes  | encrypted, other key  | defer                        |
+/// | `tofu`    | yes  | plain                 | defer                        |
+/// | `require` | none | plain                 | defer                        |
+/// | `require` | none | encrypted             | proceed                      |
+/// | `require` | yes  | encrypted, same key   | proceed                      |
+/// | `require` | yes  | encrypted, other key  | defer                        |
+/// | `require` | yes  | plain                 | defer                        |
+///
+/// After a `Proceed` or `ProceedWithWarning` on an encrypted session the
+/// caller records the key with [`crate::peers::KnownPeers::record`]: that
+/// pins a new peer, and under `may` replaces a changed key (the warning is
+/// logged once). A deferred key change stays deferred until an operator
+/// removes the old pin.
+pub fn decide(policy: Policy, known: Option<&PeerRecord>, seen: &Observation) -> Verdict {
+    let problem = match (known, seen) {
+        (Some(pin), Observation::Plain) => Some(format!(
+            "peer {} previously encrypted, now plain: possible stripping",
+            pin.host
+        )),
+        (Some(pin), Observation::Encrypted { fingerprint }) if *fingerprint != pin.fingerprint => {
+            Some(format!(
+                "key changed for peer {}: pinned {} since {}, now {}; if expected, \
+                 remove its line from the known-peers file",
+                pin.host, pin.fingerprint, pin.first_seen, fingerprint
+            ))
+        }
+        (Some(_), Observation::Encrypted { .. }) => None,
+        (None, Observation::Plain) if policy == Policy::Require => {
+            Some("policy requires encryption, but the peer does not offer it".to_owned())
+        }
+        (None, _) => None,
+    };
+    match (problem, policy) {
+        (None, _) => Verdict::Proceed,
+        (Some(reason), Policy::May) => Verdict::ProceedWithWarning(reason),
+        (Some(reason), Policy::Tofu | Policy::Require) => Verdict::Defer(reason),
+    }
+}
+
+/// Fuzz entry point: parses arbitrary bytes as a policy file and looks a
+/// few names up. Must never panic.
+pub fn fuzz_parse(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(map) = PolicyMap::parse(text) {
+        for (key, policy) in map.entries() {
+            // Every entry finds itself (an exact match beats everything).
+            assert_eq!(map.lookup(key, Policy::May), *policy);
+        }
+        for word in text.split_ascii_whitespace().take(64) {
+            map.lookup(word, Policy::Tofu);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAP: &str = "\
+# comment
+example.org        require
+.example.org       tofu     # subdomains
+.mail.example.org  may
+[mx.example.net]   may
+EXAMPLE.NET.       tofu
+.sub.org           require
+";
+
+    #[test]
+    fn policy_words() {
+        for p in [Policy::May, Policy::Tofu, Policy::Require] {
+            assert_eq!(p.to_string().parse::<Policy>().unwrap(), p);
+        }
+        assert_eq!("REQUIRE".parse::<Policy>().unwrap(), Policy::Require);
+        assert!("encrypt".parse::<Policy>().is_err());
+        assert!("".parse::<Policy>().is_err());
+    }
+
+    #[test]
+    fn lookups() {
+        let map = PolicyMap::parse(MAP).unwrap();
+        let d = Policy::May;
+        let cases = [
+            ("example.org", Policy::Require),
+            ("Example.ORG.", Policy::Require),
+            ("a.example.org", Policy::Tofu),
+            ("a.b.example.org", Policy::Tofu),
+            ("mail.example.org", Policy::Tofu),
+            ("x.mail.example.org", Policy::May),
+            ("badexample.org", d),
+            ("org", d),
+            ("[mx.example.net]", Policy::May),
+            ("[MX.example.net.]", Policy::May),
+            ("mx.example.net", d),
+            ("example.net", Policy::Tofu),
+            ("a.example.net", d),
+            ("[a.example.org]", d),
+            ("sub.org", d),
+            ("x.sub.org", Policy::Require),
+            ("", d),
+        ];
+        for (domain, want) in cases {
+            assert_eq!(map.lookup(domain, d), want, "{domain}");
+        }
+        assert_eq!(map.lookup("nowhere.test", Policy::Require), Policy::Require);
+    }
+
+    #[test]
+    fn exact_wins_over_suffix_in_any_order() {
+        let map = PolicyMap::parse(".a.b may\nx.a.b require\n.x.a.b tofu\n").unwrap();
+        assert_eq!(map.lookup("x.a.b", Policy::Tofu), Policy::Require);
+        assert_eq!(map.lookup("y.x.a.b", Policy::May), Policy::Tofu);
+        let map = PolicyMap::parse(".x.a.b tofu\n.a.b require\n").unwrap();
+        assert_eq!(map.lookup("y.x.a.b", Policy::May), Policy::Tofu);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let cases = [
+            ("a.org may\nb.org\n", 2),
+            ("a.org may extra\n", 1),
+            ("# c\n\na.org maybe\n", 3),
+            ("a.org may\n. may\n", 2),
+            ("a..org may\n", 1),
+            ("[a.org may\n", 1),
+            ("[] may\n", 1),
+            ("a.org may\nA.ORG. tofu\n", 2),
+            ("é.org may\n", 1),
+            ("a/b may\n", 1),
+        ];
+        for (text, line) in cases {
+            match PolicyMap::parse(text) {
+                Err(PolicyError::Syntax { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("bp-policy-unit-{}", std::process::id()));
+        std::fs::write(&path, b"a.org may\n\xff\n").unwrap();
+        let err = PolicyMap::load(&path).unwrap_err();
+        assert!(
+            matches!(err, PolicyError::Syntax { line: 2, .. }),
+            "{err:?}"
+        );
+        std::fs::write(&path, "a.org may\nb.org nope\n").unwrap();
+        let err = PolicyMap::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&*path.to_string_lossy()) && err.contains("line 2"),
+            "{err}"
+        );
+        std::fs::write(&path, "a.org require\r\n").unwrap();
+        let map = PolicyMap::load(&path).unwrap();
+        assert_eq!(map.lookup("a.org", Policy::May), Policy::Require);
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(PolicyMap::load(&path), Err(PolicyError::Io(..))));
+    }
+
+    fn pin(fp: &str) -> PeerRecord {
+        PeerRecord {
+            host: "mx.example.org".into(),
+            fingerprint: fp.into(),
+            suite: "S".into(),
+            first_seen: "2026-01-01".into(),
+            last_seen: "2026-01-02".into(),
+        }
+    }
+
+    /// The whole table of `decide`, case by case.
+    #[test]
+    fn decision_table() {
+        use Policy::*;
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        enum V {
+            Ok,
+            Warn,
+            Defer,
+        }
+        let enc = |fp: &str| Observation::Encrypted {
+            fingerprint: fp.into(),
+        };
+        let a = pin("A");
+        let plain = Observation::Plain;
+        let table: [(Policy, Option<&PeerRecord>, Observation, V); 18] = [
+            (May, None, plain.clone(), V::Ok),
+            (May, None, enc("A"), V::Ok),
+            (May, Some(&a), enc("A"), V::Ok),
+            (May, Some(&a), enc("B"), V::Warn),
+            (May, Some(&a), plain.clone(), V::Warn),
+            (Tofu, None, plain.clone(), V::Ok),
+            (Tofu, None, enc("A"), V::Ok),
+            (Tofu, Some(&a), enc("A"), V::Ok),
+            (Tofu, Some(&a), enc("B"), V::Defer),
+            (Tofu, Some(&a), plain.clone(), V::Defer),
+            (Require, None, plain.clone(), V::Defer),
+            (Require, None, enc("A"), V::Ok),
+            (Require, Some(&a), enc("A"), V::Ok),
+            (Require, Some(&a), enc("B"), V::Defer),
+            (Require, Some(&a), plain.clone(), V::Defer),
+            // Fingerprints compare exactly: no case folding of opaque tokens.
+            (Tofu, Some(&a), enc("a"), V::Defer),
+            (May, Some(&a), enc(""), V::Warn),
+            (Require, Some(&a), enc("A "), V::Defer),
+        ];
+        for (policy, known, seen, want) in table {
+            let got = match decide(policy, known, &seen) {
+                Verdict::Proceed => V::Ok,
+                Verdict::ProceedWithWarning(r) => {
+                    assert!(!r.is_empty() && !r.contains('\n'));
+                    V::Warn
+                }
+                Verdict::Defer(r) => {
+                    assert!(!r.is_empty() && !r.contains('\n'));
+                    V::Defer
+                }
+            };
+            assert_eq!(got, want, "{policy} {known:?} {seen:?}");
+        }
+        let Verdict::Defer(r) = decide(Tofu, Some(&a), &enc("B")) else {
+            unreachable!()
+        };
+        assert!(
+            r.contains("key changed") && r.contains("mx.example.org"),
+            "{r}"
+        );
+        let Verdict::ProceedWithWarning(r) = decide(May, Some(&a), &plain) else {
+            unreachable!()
+        };
+        assert!(r.contains("possible stripping"), "{r}");
+    }
+
+    #[test]
+    fn fuzz_smoke() {
+        for s in [
+            &b""[..],
+            b"a may",
+            b"[ may",
+            b"] may",
+            b".[a] may",
+            b"[.] may\n. tofu",
+            b"a.b may #",
+            b"\xff",
+            MAP.as_bytes(),
+        ] {
+            fuzz_parse(s);
+        }
+    }
+}

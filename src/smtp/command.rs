@@ -1,0 +1,110 @@
+//! Command verbs, recognised case-insensitively from the first word of a line.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verb {
+    Ehlo,
+    Helo,
+    Mail,
+    Rcpt,
+    Data,
+    Bdat,
+    Rset,
+    Noop,
+    Quit,
+    StartTls,
+    XBlackpony,
+    /// Anything else (VRFY, AUTH, extensions): relayed as is.
+    Other,
+}
+
+/// The verb of a command line (with or without its CRLF).
+pub fn verb(line: &[u8]) -> Verb {
+    let word = line
+        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(&[]);
+    let is = |w: &str| word.eq_ignore_ascii_case(w.as_bytes());
+    if is("EHLO") {
+        Verb::Ehlo
+    } else if is("HELO") {
+        Verb::Helo
+    } else if word.len() == 4 && is("MAIL") {
+        Verb::Mail
+    } else if is("RCPT") {
+        Verb::Rcpt
+    } else if is("DATA") {
+        Verb::Data
+    } else if is("BDAT") {
+        Verb::Bdat
+    } else if is("RSET") {
+        Verb::Rset
+    } else if is("NOOP") {
+        Verb::Noop
+    } else if is("QUIT") {
+        Verb::Quit
+    } else if is("STARTTLS") {
+        Verb::StartTls
+    } else if is(crate::KEYWORD) {
+        Verb::XBlackpony
+    } else {
+        Verb::Other
+    }
+}
+
+/// The words after the verb, without the line terminator.
+pub fn arguments(line: &[u8]) -> Vec<&str> {
+    let text = std::str::from_utf8(trim_eol(line)).unwrap_or("");
+    text.split(' ').skip(1).filter(|w| !w.is_empty()).collect()
+}
+
+/// `line` without its trailing CRLF or LF.
+pub fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The chunk size and LAST flag of `BDAT <size> [LAST]` (RFC 3030).
+pub fn bdat_args(line: &[u8]) -> Option<(u64, bool)> {
+    let args = arguments(line);
+    let size = args.first()?;
+    if size.is_empty() || size.len() > 19 || !size.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let last = match args.get(1) {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") && args.len() == 2 => true,
+        Some(_) => return None,
+    };
+    Some((size.parse().ok()?, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs() {
+        assert_eq!(verb(b"ehlo x\r\n"), Verb::Ehlo);
+        assert_eq!(verb(b"MAIL FROM:<a@b>\r\n"), Verb::Mail);
+        assert_eq!(verb(b"xblackpony ROT13\r\n"), Verb::XBlackpony);
+        assert_eq!(verb(b"DATA\r\n"), Verb::Data);
+        assert_eq!(verb(b"DATAX\r\n"), Verb::Other);
+        assert_eq!(verb(b"STARTTLS\r\n"), Verb::StartTls);
+        assert_eq!(verb(b""), Verb::Other);
+    }
+
+    #[test]
+    fn bdat() {
+        assert_eq!(bdat_args(b"BDAT 100 LAST\r\n"), Some((100, true)));
+        assert_eq!(bdat_args(b"BDAT 7\r\n"), Some((7, false)));
+        assert_eq!(bdat_args(b"BDAT x\r\n"), None);
+        assert_eq!(bdat_args(b"BDAT 1 LAST x\r\n"), None);
+        assert_eq!(bdat_args(b"BDAT 99999999999999999999\r\n"), None);
+    }
+
+    #[test]
+    fn args() {
+        assert_eq!(arguments(b"XBLACKPONY ROT13\r\n"), vec!["ROT13"]);
+        assert_eq!(arguments(b"XBLACKPONY  A B\r\n"), vec!["A", "B"]);
+    }
+}

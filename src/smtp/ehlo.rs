@@ -1,0 +1,118 @@
+//! The XBLACKPONY keyword in EHLO replies: add it (inbound), find and strip
+//! it (outbound).
+
+use super::reply::Reply;
+use crate::KEYWORD;
+
+fn keyword_of(text: &[u8]) -> &[u8] {
+    text.split(|&b| b == b' ').next().unwrap_or(&[])
+}
+
+/// Add `XBLACKPONY <suites>` as one more capability line, keeping the
+/// multi-line reply well formed. Only for a positive EHLO reply.
+pub fn add_keyword(reply: &mut Reply, suites: &str) {
+    if reply.code != 250 {
+        return;
+    }
+    if let Some(last) = reply.lines.last_mut() {
+        match last.get(3) {
+            Some(b' ') => last[3] = b'-',
+            Some(b'-') => {}
+            _ => last.insert(3, b'-'), // a bare "250\r\n"
+        }
+    }
+    reply
+        .lines
+        .push(format!("250 {KEYWORD} {suites}\r\n").into_bytes());
+}
+
+/// The suite list of the XBLACKPONY keyword, if the reply offers it.
+pub fn offered_suites(reply: &Reply) -> Option<String> {
+    if reply.code != 250 {
+        return None;
+    }
+    // The first line is the greeting domain, not a keyword.
+    reply.texts().skip(1).find_map(|text| {
+        keyword_of(text)
+            .eq_ignore_ascii_case(KEYWORD.as_bytes())
+            .then(|| {
+                String::from_utf8_lossy(&text[KEYWORD.len()..])
+                    .trim()
+                    .to_string()
+            })
+    })
+}
+
+/// Remove every XBLACKPONY line (sendmail must not see the keyword) and keep
+/// the reply well formed.
+pub fn strip_keyword(reply: &mut Reply) {
+    let mut first = true;
+    reply.lines.retain(|line| {
+        let keep = first || {
+            let text = super::command::trim_eol(line).get(4..).unwrap_or(&[]);
+            !keyword_of(text).eq_ignore_ascii_case(KEYWORD.as_bytes())
+        };
+        first = false;
+        keep
+    });
+    let n = reply.lines.len();
+    for (i, line) in reply.lines.iter_mut().enumerate() {
+        if line.len() > 3 {
+            line[3] = if i + 1 == n { b' ' } else { b'-' };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::line::LineReader;
+    use crate::smtp::reply::read_reply;
+
+    fn reply(s: &str) -> Reply {
+        read_reply(&mut LineReader::new(s.as_bytes()), "t").unwrap()
+    }
+
+    #[test]
+    fn add_to_multiline_and_single_line() {
+        let mut r = reply("250-mx.example Hello\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+        add_keyword(&mut r, "RSA-BLOWFISH");
+        assert_eq!(
+            r.to_bytes(),
+            b"250-mx.example Hello\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 XBLACKPONY RSA-BLOWFISH\r\n"
+        );
+        let mut r = reply("250 mx.example\r\n");
+        add_keyword(&mut r, "RSA-BLOWFISH ROT13");
+        assert_eq!(
+            r.to_bytes(),
+            b"250-mx.example\r\n250 XBLACKPONY RSA-BLOWFISH ROT13\r\n"
+        );
+        assert_eq!(offered_suites(&r).as_deref(), Some("RSA-BLOWFISH ROT13"));
+        // re-parse: still well formed
+        assert_eq!(reply(std::str::from_utf8(&r.to_bytes()).unwrap()), r);
+    }
+
+    #[test]
+    fn not_added_to_errors() {
+        let mut r = reply("502 5.5.1 no EHLO\r\n");
+        add_keyword(&mut r, "RSA-BLOWFISH");
+        assert_eq!(r.lines.len(), 1);
+        assert_eq!(offered_suites(&r), None);
+    }
+
+    #[test]
+    fn strip() {
+        let mut r = reply(
+            "250-mx\r\n250-XBLACKPONY RSA-BLOWFISH\r\n250-SIZE 10\r\n250 xblackpony ROT13\r\n",
+        );
+        strip_keyword(&mut r);
+        assert_eq!(r.to_bytes(), b"250-mx\r\n250 SIZE 10\r\n");
+        let mut r = reply("250 XBLACKPONY\r\n");
+        strip_keyword(&mut r);
+        assert_eq!(
+            r.to_bytes(),
+            b"250 XBLACKPONY\r\n",
+            "the greeting line is never a keyword"
+        );
+    }
+}

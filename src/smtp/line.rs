@@ -1,0 +1,276 @@
+//! A bounded, buffered reader for SMTP: lines with a hard length limit, exact
+//! byte counts (BDAT), and DATA streamed up to its terminating dot. The buffer
+//! never grows: memory stays the same whatever the peer sends.
+
+use std::io::{self, Read, Write};
+
+use crate::limits::COPY_BUFFER;
+use crate::Error;
+
+pub struct LineReader<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+/// Where the DATA scanner is within the current line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DataState {
+    LineStart,
+    Middle,
+    /// A CR inside a line; an LF next ends the line.
+    MiddleCr,
+    /// A dot at the start of a line.
+    Dot,
+    /// ".\r" at the start of a line; an LF next ends the message.
+    DotCr,
+}
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R) -> Self {
+        LineReader {
+            inner,
+            buf: vec![0u8; COPY_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Build a reader that first returns `prefix` (bytes an earlier reader
+    /// had buffered), then reads from `inner`.
+    pub fn with_prefix(inner: R, prefix: &[u8]) -> Self {
+        let mut r = Self::new(inner);
+        assert!(
+            prefix.len() <= r.buf.len(),
+            "prefix fits: it came from a reader of the same size"
+        );
+        r.buf[..prefix.len()].copy_from_slice(prefix);
+        r.end = prefix.len();
+        r
+    }
+
+    /// Bytes received but not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Give up the reader, returning the stream and whatever was buffered.
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        let rest = self.buffered().to_vec();
+        (self.inner, rest)
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// Read more bytes into the buffer; returns how many (0 at EOF).
+    fn fill(&mut self, what: &'static str) -> Result<usize, Error> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(Error::Crypto),
+                Err(e) => return Err(Error::io(what)(e)),
+            }
+        }
+    }
+
+    /// One line, up to and including its LF, at most `max` bytes. EOF before
+    /// a full line is `Closed`. A bare CR is left for the caller to judge.
+    pub fn read_line(&mut self, max: usize, what: &'static str) -> Result<Vec<u8>, Error> {
+        let mut scanned = 0;
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            if let Some(i) = avail[scanned..].iter().position(|&b| b == b'\n') {
+                let len = scanned + i + 1;
+                if len > max {
+                    return Err(Error::LineTooLong);
+                }
+                let line = avail[..len].to_vec();
+                self.start += len;
+                return Ok(line);
+            }
+            scanned = avail.len();
+            if scanned >= max {
+                return Err(Error::LineTooLong);
+            }
+            if self.fill(what)? == 0 {
+                return Err(Error::Closed(what));
+            }
+        }
+    }
+
+    /// Copy exactly `n` bytes to `out` (a BDAT chunk).
+    pub fn copy_exact(
+        &mut self,
+        mut n: u64,
+        out: &mut dyn Write,
+        what: &'static str,
+    ) -> Result<(), Error> {
+        while n > 0 {
+            if self.start == self.end && self.fill(what)? == 0 {
+                return Err(Error::Closed(what));
+            }
+            let take = (self.end - self.start).min(n.min(usize::MAX as u64) as usize);
+            out.write_all(&self.buf[self.start..self.start + take])
+                .map_err(Error::io("write"))?;
+            self.start += take;
+            n -= take as u64;
+        }
+        Ok(())
+    }
+
+    /// Copy message data after a 354 up to and including the CRLF.CRLF that
+    /// ends it, unchanged. With `forbid_bare`, a CR or LF that is not part of
+    /// a CRLF pair is refused (SMTP smuggling defence) before it is passed on:
+    /// the bytes before it have been written, the message is never finished.
+    /// Returns the number of bytes copied.
+    pub fn copy_data(
+        &mut self,
+        out: &mut dyn Write,
+        forbid_bare: bool,
+        what: &'static str,
+    ) -> Result<u64, Error> {
+        let mut state = DataState::LineStart;
+        let mut total = 0u64;
+        loop {
+            if self.start == self.end && self.fill(what)? == 0 {
+                return Err(Error::Closed(what));
+            }
+            let chunk = &self.buf[self.start..self.end];
+            let mut done = None;
+            for (i, &b) in chunk.iter().enumerate() {
+                let prev = state;
+                state = match (state, b) {
+                    (DataState::LineStart, b'.') => DataState::Dot,
+                    (DataState::Dot, b'\r') => DataState::DotCr,
+                    (DataState::DotCr, b'\n') => {
+                        done = Some(i + 1);
+                        break;
+                    }
+                    (_, b'\r') => DataState::MiddleCr,
+                    (DataState::MiddleCr, b'\n') => DataState::LineStart,
+                    (_, _) => DataState::Middle,
+                };
+                if forbid_bare {
+                    let bare_lf =
+                        b == b'\n' && !matches!(prev, DataState::MiddleCr | DataState::DotCr);
+                    let bare_cr =
+                        b != b'\n' && matches!(prev, DataState::MiddleCr | DataState::DotCr);
+                    if bare_lf || bare_cr {
+                        out.write_all(&chunk[..i]).map_err(Error::io("write"))?;
+                        self.start += i;
+                        return Err(Error::BareNewline);
+                    }
+                }
+            }
+            let n = done.unwrap_or(chunk.len());
+            out.write_all(&chunk[..n]).map_err(Error::io("write"))?;
+            self.start += n;
+            total += n as u64;
+            if done.is_some() {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// True if the line has a CR or LF anywhere but in its final CRLF.
+pub fn has_bare_newline(line: &[u8]) -> bool {
+    let body = line.strip_suffix(b"\r\n").unwrap_or(line);
+    body.iter().any(|&b| b == b'\r' || b == b'\n') || !line.ends_with(b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that returns at most `step` bytes per read.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(self.1).min(b.len());
+            b[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn lines_and_limits() {
+        let mut r = LineReader::new(&b"EHLO a\r\nNOOP\r\n"[..]);
+        assert_eq!(r.read_line(100, "t").unwrap(), b"EHLO a\r\n");
+        assert_eq!(r.buffered(), b"NOOP\r\n");
+        assert_eq!(r.read_line(100, "t").unwrap(), b"NOOP\r\n");
+        assert!(matches!(r.read_line(100, "t"), Err(Error::Closed(_))));
+
+        let long = vec![b'a'; 5000];
+        let mut r = LineReader::new(&long[..]);
+        assert!(matches!(r.read_line(4096, "t"), Err(Error::LineTooLong)));
+        let mut r = LineReader::new(&b"abcdef\r\n"[..]);
+        assert!(matches!(r.read_line(4, "t"), Err(Error::LineTooLong)));
+    }
+
+    #[test]
+    fn data_ends_at_crlf_dot_crlf_at_every_split() {
+        let msg = b"Subject: x\r\n\r\n..stuffed\r\nbare\nlf\r\n.\r\nQUIT\r\n";
+        let end = msg.len() - 6;
+        for step in 1..msg.len() {
+            let mut r = LineReader::new(Trickle(msg, step));
+            let mut out = Vec::new();
+            let n = r.copy_data(&mut out, false, "t").unwrap();
+            assert_eq!(n as usize, end);
+            assert_eq!(&out[..], &msg[..end]);
+            assert_eq!(r.read_line(100, "t").unwrap(), b"QUIT\r\n");
+        }
+    }
+
+    #[test]
+    fn smuggling_terminators_do_not_end_data() {
+        for fake in [
+            &b"x\n.\nMAIL\r\n.\r\n"[..],
+            b"x\r.\rMAIL\r\n.\r\n",
+            b"x\r\n.\nMAIL\r\n.\r\n",
+            b"x\n.\r\nMAIL\r\n.\r\n",
+        ] {
+            let mut r = LineReader::new(fake);
+            let mut out = Vec::new();
+            r.copy_data(&mut out, false, "t").unwrap();
+            assert_eq!(out, fake, "only CRLF.CRLF ends the data");
+            let mut r = LineReader::new(fake);
+            assert!(matches!(
+                r.copy_data(&mut Vec::new(), true, "t"),
+                Err(Error::BareNewline)
+            ));
+        }
+    }
+
+    #[test]
+    fn bdat_exact() {
+        let mut r = LineReader::with_prefix(&b"6789QUIT\r\n"[..], b"12345");
+        let mut out = Vec::new();
+        r.copy_exact(9, &mut out, "t").unwrap();
+        assert_eq!(out, b"123456789");
+        assert_eq!(r.read_line(100, "t").unwrap(), b"QUIT\r\n");
+    }
+
+    #[test]
+    fn bare_newline_detection() {
+        assert!(!has_bare_newline(b"MAIL FROM:<a>\r\n"));
+        assert!(has_bare_newline(b"MAIL FROM:<a>\n"));
+        assert!(has_bare_newline(b"MAIL\rFROM:<a>\r\n"));
+    }
+}

@@ -1,0 +1,129 @@
+//! SMTP replies: relayed byte for byte, parsed only enough to know the code,
+//! where a multi-line reply ends, and (for EHLO) which keywords it lists.
+
+use std::io::Read;
+
+use super::line::LineReader;
+use crate::limits::{MAX_LINE, MAX_REPLY_LINES};
+use crate::Error;
+
+/// One reply: its code and its raw lines, each with its line terminator.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<Vec<u8>>,
+}
+
+impl Reply {
+    /// A one-line reply of our own: `text` starts with the enhanced status code.
+    pub fn new(code: u16, text: &str) -> Reply {
+        Reply {
+            code,
+            lines: vec![format!("{code} {text}\r\n").into_bytes()],
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.lines.concat()
+    }
+
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    /// The text of each line after "ddd-" or "ddd ", without the terminator.
+    pub fn texts(&self) -> impl Iterator<Item = &[u8]> {
+        self.lines
+            .iter()
+            .map(|l| super::command::trim_eol(l).get(4..).unwrap_or(&[]))
+    }
+
+    /// The first line's text, lossily decoded, for logs.
+    pub fn summary(&self) -> String {
+        let first = self
+            .lines
+            .first()
+            .map(|l| super::command::trim_eol(l))
+            .unwrap_or(&[]);
+        String::from_utf8_lossy(first).into_owned()
+    }
+}
+
+/// Parse the code and continuation flag of one reply line.
+pub fn parse_line(line: &[u8]) -> Option<(u16, bool)> {
+    let body = super::command::trim_eol(line);
+    if body.len() < 3
+        || !body[..3].iter().all(|b| b.is_ascii_digit())
+        || !(b'2'..=b'5').contains(&body[0])
+    {
+        return None;
+    }
+    let code =
+        (body[0] - b'0') as u16 * 100 + (body[1] - b'0') as u16 * 10 + (body[2] - b'0') as u16;
+    match body.get(3) {
+        None | Some(b' ') => Some((code, false)),
+        Some(b'-') => Some((code, true)),
+        Some(_) => None,
+    }
+}
+
+/// Read one complete (possibly multi-line) reply.
+pub fn read_reply<R: Read>(r: &mut LineReader<R>, what: &'static str) -> Result<Reply, Error> {
+    let mut lines = Vec::new();
+    let mut code = None;
+    loop {
+        let line = r.read_line(MAX_LINE, what)?;
+        let (c, more) = parse_line(&line).ok_or_else(|| {
+            Error::Protocol(format!(
+                "{what}: malformed reply line {:?}",
+                String::from_utf8_lossy(&line)
+            ))
+        })?;
+        if *code.get_or_insert(c) != c {
+            return Err(Error::Protocol(format!(
+                "{what}: reply codes differ within one reply"
+            )));
+        }
+        lines.push(line);
+        if !more {
+            return Ok(Reply { code: c, lines });
+        }
+        if lines.len() >= MAX_REPLY_LINES {
+            return Err(Error::Protocol(format!("{what}: reply has too many lines")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_multiline() {
+        let mut r = LineReader::new(&b"250-a\r\n250-b\r\n250 c\r\n220 x\r\n"[..]);
+        let rep = read_reply(&mut r, "t").unwrap();
+        assert_eq!(rep.code, 250);
+        assert_eq!(rep.lines.len(), 3);
+        assert_eq!(rep.texts().collect::<Vec<_>>(), vec![&b"a"[..], b"b", b"c"]);
+        assert_eq!(read_reply(&mut r, "t").unwrap().code, 220);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            &b"25 x\r\n"[..],
+            b"abc\r\n",
+            b"250x\r\n",
+            b"250-a\r\n251 b\r\n",
+            b"650 x\r\n",
+        ] {
+            let mut r = LineReader::new(bad);
+            assert!(
+                read_reply(&mut r, "t").is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(parse_line(b"354\r\n"), Some((354, false)));
+    }
+}

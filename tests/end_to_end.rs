@@ -1,0 +1,143 @@
+//! The two real binaries against each other and a real SMTP server on
+//! loopback: blackpony-mailer (driven over its pipes as sendmail drives it)
+//! -> blackpony --listen -> test sink.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use support::*;
+
+/// Drive blackpony-mailer like sendmail: wait for the greeting, then one
+/// command at a time. Returns the replies' first lines.
+fn run_mailer(args: &[&str], dest: &str, body: &str) -> (Vec<String>, std::process::ExitStatus) {
+    let mut child = Command::new(bin("blackpony-mailer"))
+        .args(args)
+        .arg(dest)
+        .env_clear()
+        .env("AGENT", "sendmail")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = child.stdin.take().unwrap();
+    let mut r = BufReader::new(child.stdout.take().unwrap());
+    let mut replies = Vec::new();
+    let mut read_reply = |r: &mut BufReader<_>| -> String {
+        let mut first = String::new();
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).unwrap() == 0 {
+                return first;
+            }
+            if first.is_empty() {
+                first = l.trim_end().to_string();
+            }
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return first;
+            }
+        }
+    };
+    let greeting = read_reply(&mut r);
+    replies.push(greeting.clone());
+    if greeting.starts_with("220") {
+        for cmd in [
+            "EHLO sender.test",
+            "MAIL FROM:<alice@sender.test>",
+            "RCPT TO:<bob@receiver.test>",
+            "DATA",
+        ] {
+            writeln!(w, "{cmd}\r").unwrap();
+            let rep = read_reply(&mut r);
+            replies.push(rep.clone());
+            if !(rep.starts_with('2') || rep.starts_with('3')) {
+                break;
+            }
+        }
+        if replies.last().unwrap().starts_with("354") {
+            w.write_all(body.as_bytes()).unwrap();
+            w.write_all(b".\r\n").unwrap();
+            replies.push(read_reply(&mut r));
+        }
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    replies.push(read_reply(&mut r));
+    drop(w);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+    assert!(err.is_empty(), "the mailer wrote to stderr: {err:?}");
+    (replies, status)
+}
+
+#[test]
+fn encrypted_delivery_through_both_binaries() {
+    let (ka, kb) = test_keys();
+    let dir = scratch("e2e-enc");
+    let sink = Sink::start();
+    let (_inbound, addr) = start_inbound(
+        sink.addr,
+        &["--key", kb.to_str().unwrap()],
+        &dir.join("inbound.log"),
+    );
+    let body = "Subject: hello\r\n\r\n..a stuffed line\r\nsecret text\r\n";
+    let known = dir.join("known_peers");
+    let port = addr.port().to_string();
+    let mlog = dir.join("mailer.log");
+    let args = [
+        "--port",
+        &port,
+        "--key",
+        ka.to_str().unwrap(),
+        "--known-peers",
+        known.to_str().unwrap(),
+        "--log",
+        mlog.to_str().unwrap(),
+    ];
+    let (replies, status) = run_mailer(&args, "[127.0.0.1]", body);
+    assert!(status.success(), "{replies:?}");
+    assert!(
+        replies.iter().any(|r| r.starts_with("250 2.0.0 accepted")),
+        "{replies:?}"
+    );
+    let msgs = sink.wait_for(1);
+    assert_eq!(msgs[0].data, body.as_bytes());
+    assert_eq!(msgs[0].rcpt_to, vec!["<bob@receiver.test>".to_string()]);
+    let pins = std::fs::read_to_string(&known).unwrap();
+    assert!(pins.contains("RSA-BLOWFISH"), "{pins}");
+    let log = std::fs::read_to_string(dir.join("inbound.log")).unwrap();
+    assert!(log.contains("suite=RSA-BLOWFISH"), "{log}");
+}
+
+#[test]
+fn plain_delivery_to_an_ordinary_server() {
+    let (ka, _) = test_keys();
+    let dir = scratch("e2e-plain");
+    let sink = Sink::start();
+    let port = sink.addr.port().to_string();
+    let known = dir.join("known_peers");
+    let mlog = dir.join("mailer.log");
+    let args = [
+        "--port",
+        &port,
+        "--key",
+        ka.to_str().unwrap(),
+        "--known-peers",
+        known.to_str().unwrap(),
+        "--log",
+        mlog.to_str().unwrap(),
+    ];
+    let body = "Subject: plain\r\n\r\nhello\r\n";
+    let (replies, status) = run_mailer(&args, "[127.0.0.1]", body);
+    assert!(status.success(), "{replies:?}");
+    assert_eq!(sink.wait_for(1)[0].data, body.as_bytes());
+    assert!(
+        !known.exists()
+            || std::fs::read_to_string(&known)
+                .unwrap()
+                .lines()
+                .all(|l| l.starts_with('#'))
+    );
+}

@@ -1,0 +1,463 @@
+//! The known-peers store on real files, with real threads and processes.
+//!
+//! Child processes are this test binary run again with
+//! `--exact child_role --nocapture` and an environment variable naming the
+//! role; in a normal run `child_role` does nothing.
+
+use std::collections::HashSet;
+use std::env;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use blackpony::peers::{KnownPeers, PeersError, RecordOutcome, MAX_FILE_BYTES};
+
+/// Role of a child process: `writer` or `looper`.
+const ROLE: &str = "BLACKPONY_PEERS_TEST_ROLE";
+const FILE: &str = "BLACKPONY_PEERS_TEST_FILE";
+/// writer: prefix of the hosts it records. looper: first counter value.
+const ARG: &str = "BLACKPONY_PEERS_TEST_ARG";
+
+/// Hosts each concurrent writer (thread or process) records.
+const HOSTS_PER_WRITER: usize = 25;
+/// Hosts the crash looper cycles through.
+const LOOP_HOSTS: u64 = 20;
+
+/// A fresh directory under cargo's per-target temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("peers-store-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// `<file>.tmp.<digits>` files in the directory of `file`.
+fn temp_files(file: &Path) -> Vec<PathBuf> {
+    let prefix = format!("{}.tmp.", file.file_name().unwrap().to_string_lossy());
+    fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.strip_prefix(&prefix)
+                .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect()
+}
+
+fn spawn_child(role: &str, file: &Path, arg: &str) -> Child {
+    Command::new(env::current_exe().unwrap())
+        .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .env(FILE, file)
+        .env(ARG, arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Records `<prefix>-<i>` hosts, checking each one reads back, plus the
+/// host every writer shares. Returns whether this writer created the shared pin.
+/// Starts when the file `go` appears next to the store, so that threads and
+/// processes (slower to start) really run at the same time.
+fn write_hosts(peers: &KnownPeers, prefix: &str) -> bool {
+    let go = peers.path().with_file_name("go");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !go.exists() {
+        assert!(Instant::now() < deadline, "no go");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let mut created_shared = false;
+    for i in 0..HOSTS_PER_WRITER {
+        let host = format!("{prefix}-{i}.example");
+        let fp = format!("SHA256:{prefix}-{i}");
+        assert_eq!(
+            peers.record(&host, &fp, "RSA-BLOWFISH").unwrap(),
+            RecordOutcome::New
+        );
+        assert_eq!(peers.lookup(&host).unwrap().unwrap().fingerprint, fp);
+        if i == HOSTS_PER_WRITER / 2 {
+            let outcome = peers.record("shared.example", "SHA256:same", "S").unwrap();
+            created_shared = outcome == RecordOutcome::New;
+            assert!(created_shared || outcome == RecordOutcome::Unchanged);
+        }
+    }
+    created_shared
+}
+
+/// The child side. `writer`: [`write_hosts`], printing `SHARED-NEW` if it
+/// created the shared pin. `looper`: records `crash-<n % 20>` with
+/// fingerprint `fp-<n>` for n = start, start+1, ... until killed, printing
+/// `READY` after the first record; it gives up after a minute, so a failed
+/// parent leaves no process behind. (The harness prints `test child_role ...`
+/// before the test's output on the same line, so the parent matches line ends.)
+#[test]
+fn child_role() {
+    let Ok(role) = env::var(ROLE) else {
+        return; // a normal test run
+    };
+    let peers = KnownPeers::new(env::var_os(FILE).unwrap());
+    let arg = env::var(ARG).unwrap();
+    match role.as_str() {
+        "writer" => {
+            if write_hosts(&peers, &arg) {
+                println!("SHARED-NEW");
+            }
+        }
+        "looper" => {
+            let start: u64 = arg.parse().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            for n in start.. {
+                if Instant::now() > deadline {
+                    panic!("looper was not killed");
+                }
+                let host = format!("crash-{}", n % LOOP_HOSTS);
+                peers.record(&host, &format!("fp-{n}"), "S").unwrap();
+                if n == start {
+                    println!("READY");
+                }
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn round_trip_forget_list() {
+    let dir = scratch("roundtrip");
+    let peers = KnownPeers::new(dir.join("known_peers"));
+
+    // A missing file, or even a missing directory, is an empty store.
+    assert_eq!(peers.lookup("mx.example.org").unwrap(), None);
+    assert!(peers.list().unwrap().is_empty());
+    let nowhere = KnownPeers::new(dir.join("no/such/dir/known_peers"));
+    assert!(nowhere.list().unwrap().is_empty());
+    assert!(matches!(
+        nowhere.record("a", "b", "c"),
+        Err(PeersError::Io(..))
+    ));
+    assert!(!peers.forget("mx.example.org").unwrap());
+    assert!(!dir.join("known_peers").exists(), "forget created the file");
+
+    let r = peers.record("MX.Example.org.", "SHA256:one", "RSA-BLOWFISH");
+    assert_eq!(r.unwrap(), RecordOutcome::New);
+    let rec = peers.lookup("mx.example.ORG").unwrap().unwrap();
+    assert_eq!(rec.host, "mx.example.org");
+    assert_eq!(rec.fingerprint, "SHA256:one");
+    assert_eq!(rec.suite, "RSA-BLOWFISH");
+    assert_eq!(rec.first_seen, rec.last_seen);
+    assert_eq!(rec.first_seen.len(), 10);
+
+    let text = fs::read_to_string(dir.join("known_peers")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("# blackpony known peers"));
+    let want = format!(
+        "mx.example.org SHA256:one RSA-BLOWFISH {} {}",
+        rec.first_seen, rec.last_seen
+    );
+    assert_eq!(lines[1], want);
+    assert!(text.ends_with('\n'));
+
+    let r = peers.record("mx.example.org", "SHA256:one", "ROT13");
+    assert_eq!(r.unwrap(), RecordOutcome::Unchanged);
+    assert_eq!(
+        peers.lookup("mx.example.org").unwrap().unwrap().suite,
+        "ROT13"
+    );
+    let r = peers.record("mx.example.org", "SHA256:two", "RSA-BLOWFISH");
+    assert_eq!(
+        r.unwrap(),
+        RecordOutcome::KeyChanged {
+            old: "SHA256:one".into()
+        }
+    );
+    assert_eq!(
+        peers.lookup("mx.example.org").unwrap().unwrap().fingerprint,
+        "SHA256:two"
+    );
+
+    peers.record("[192.0.2.7]", "SHA256:three", "S").unwrap();
+    peers.record("b.example", "SHA256:four", "S").unwrap();
+    let hosts: Vec<String> = peers.list().unwrap().into_iter().map(|r| r.host).collect();
+    assert_eq!(hosts, ["mx.example.org", "[192.0.2.7]", "b.example"]);
+
+    assert!(peers.forget("[192.0.2.7]").unwrap());
+    assert!(!peers.forget("[192.0.2.7]").unwrap());
+    assert_eq!(peers.lookup("[192.0.2.7]").unwrap(), None);
+    let hosts: Vec<String> = peers.list().unwrap().into_iter().map(|r| r.host).collect();
+    assert_eq!(hosts, ["mx.example.org", "b.example"]);
+
+    // Tokens that would break the line format are refused, not written.
+    for (h, f, s) in [
+        ("a b", "f", "s"),
+        ("a", "f\n", "s"),
+        ("a", "f", ""),
+        ("#a", "f", "s"),
+    ] {
+        assert!(matches!(
+            peers.record(h, f, s),
+            Err(PeersError::Invalid { .. })
+        ));
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn comments_are_kept() {
+    let dir = scratch("comments");
+    let path = dir.join("known_peers");
+    let original = "# pinned by hand, ask bob\n\nold.example fp S 2025-01-01 2025-02-03\n";
+    fs::write(&path, original).unwrap();
+    let peers = KnownPeers::new(&path);
+    peers.record("new.example", "fp2", "S").unwrap();
+    assert!(peers.forget("old.example").unwrap());
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("# pinned by hand, ask bob\n\nnew.example fp2 S "));
+    assert_eq!(text.lines().count(), 3);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn corrupt_line_is_reported_with_its_number() {
+    let dir = scratch("corrupt");
+    let path = dir.join("known_peers");
+    let peers = KnownPeers::new(&path);
+    let cases: &[(&[u8], usize)] = &[
+        (
+            b"# header\ngood fp S 2026-01-01 2026-01-02\nbad fp S 2026-01-01\n",
+            3,
+        ),
+        (b"good fp S 2026-01-01 2026-01-02 extra\n", 1),
+        (b"\n\n\ngood fp S 2026-1-01 2026-01-02\n", 4),
+        (
+            b"a fp S 2026-01-01 2026-01-02\nA. fp S 2026-01-01 2026-01-02\n",
+            2,
+        ),
+        (b"# ok\n\xff fp S 2026-01-01 2026-01-02\n", 2),
+    ];
+    for &(content, line) in cases {
+        fs::write(&path, content).unwrap();
+        let err = peers.list().unwrap_err();
+        match &err {
+            PeersError::Corrupt {
+                line: l, path: p, ..
+            } => {
+                assert_eq!((*l, p.as_path()), (line, path.as_path()))
+            }
+            other => panic!("{other:?}"),
+        }
+        let msg = err.to_string();
+        let want = format!("fix or remove line {line} of {}", path.display());
+        assert!(msg.contains(&want), "{msg}");
+        assert!(peers.lookup("good").is_err());
+        // An update must not rewrite (and so drop) what it cannot read.
+        assert!(matches!(
+            peers.record("other", "fp", "S"),
+            Err(PeersError::Corrupt { .. })
+        ));
+        assert!(peers.forget("good").is_err());
+        assert_eq!(fs::read(&path).unwrap(), content);
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn oversized_file_is_refused() {
+    let dir = scratch("big");
+    let path = dir.join("known_peers");
+    let file = fs::File::create(&path).unwrap();
+    file.set_len(MAX_FILE_BYTES + 1).unwrap(); // sparse: no 16 MiB written
+    drop(file);
+    let err = KnownPeers::new(&path).list().unwrap_err();
+    assert!(matches!(err, PeersError::TooBig { .. }), "{err:?}");
+    assert!(err.to_string().contains(&*path.to_string_lossy()));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn files_are_created_0600() {
+    let dir = scratch("modes");
+    let path = dir.join("known_peers");
+    let peers = KnownPeers::new(&path);
+    peers.record("a.example", "fp", "S").unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.join("known_peers.lock")), 0o600);
+
+    // A world-readable file (edited by hand, restored from a backup) is
+    // replaced by a 0600 one at the next update.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    peers.record("b.example", "fp", "S").unwrap();
+    assert_eq!(mode(&path), 0o600);
+    // The temp file's own mode is checked by a unit test in peers.rs and
+    // on the leftovers of `kill_9_never_leaves_a_torn_file`.
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn leftover_temp_files_do_not_break_writes() {
+    let dir = scratch("leftovers");
+    let path = dir.join("known_peers");
+    let peers = KnownPeers::new(&path);
+    peers.record("a.example", "fp", "S").unwrap();
+    // Leftovers of killed writers, one with our own pid (pid reuse), both
+    // read-only and half written; and an unrelated file that must survive.
+    let ours = dir.join(format!("known_peers.tmp.{}", std::process::id()));
+    let other = dir.join("known_peers.tmp.999999");
+    let unrelated = dir.join("known_peers.tmp.keep");
+    for p in [&ours, &other, &unrelated] {
+        fs::write(p, "half a li").unwrap();
+        fs::set_permissions(p, fs::Permissions::from_mode(0o400)).unwrap();
+    }
+    assert_eq!(
+        peers.record("b.example", "fp", "S").unwrap(),
+        RecordOutcome::New
+    );
+    assert_eq!(peers.list().unwrap().len(), 2);
+    assert!(temp_files(&path).is_empty());
+    assert!(unrelated.exists());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_threads_and_processes() {
+    const THREADS: usize = 8;
+    const PROCESSES: usize = 4;
+    let dir = scratch("concurrent");
+    let path = dir.join("known_peers");
+
+    let children: Vec<Child> = (0..PROCESSES)
+        .map(|p| spawn_child("writer", &path, &format!("proc{p}")))
+        .collect();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let peers = KnownPeers::new(&path);
+            thread::spawn(move || write_hosts(&peers, &format!("thread{t}")))
+        })
+        .collect();
+    // Give the processes time to start, then release everyone at once.
+    thread::sleep(Duration::from_millis(200));
+    fs::write(dir.join("go"), "").unwrap();
+
+    let mut shared_new = 0;
+    for t in threads {
+        shared_new += usize::from(t.join().unwrap());
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "child writer failed: {:?}",
+            out.status
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        shared_new += stdout.lines().filter(|l| l.ends_with("SHARED-NEW")).count();
+    }
+    // Exactly one writer saw the shared host as new: every update re-read
+    // the file under the lock.
+    assert_eq!(shared_new, 1);
+
+    let peers = KnownPeers::new(&path);
+    let records = peers.list().unwrap();
+    let hosts: HashSet<String> = records.iter().map(|r| r.host.clone()).collect();
+    assert_eq!(hosts.len(), records.len(), "duplicate host");
+    let mut want: HashSet<String> = HashSet::from(["shared.example".to_owned()]);
+    for prefix in (0..THREADS)
+        .map(|t| format!("thread{t}"))
+        .chain((0..PROCESSES).map(|p| format!("proc{p}")))
+    {
+        for i in 0..HOSTS_PER_WRITER {
+            want.insert(format!("{prefix}-{i}.example"));
+        }
+    }
+    assert_eq!(hosts, want);
+    for r in &records {
+        if r.host != "shared.example" {
+            let expected = format!("SHA256:{}", r.host.trim_end_matches(".example"));
+            assert_eq!(r.fingerprint, expected);
+        }
+    }
+    assert!(temp_files(&path).is_empty());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The looper's counters in the file. A complete version written after
+/// counter k holds, for each host crash-j, the largest n <= k with
+/// n % 20 == j: exactly the numbers max(0, k-19)..=k. Anything else (a torn
+/// file, a mix of two versions) breaks that.
+fn check_complete_version(path: &Path) -> Option<u64> {
+    let text = fs::read_to_string(path).unwrap();
+    assert!(text.starts_with("# blackpony known peers"), "{text:?}");
+    assert!(text.ends_with('\n'), "{text:?}");
+    let records = KnownPeers::new(path).list().unwrap();
+    let mut numbers: Vec<u64> = Vec::new();
+    for r in records.iter().filter(|r| r.host.starts_with("crash-")) {
+        let n: u64 = r.fingerprint.strip_prefix("fp-").unwrap().parse().unwrap();
+        assert_eq!(r.host, format!("crash-{}", n % LOOP_HOSTS), "{text}");
+        numbers.push(n);
+    }
+    numbers.sort_unstable();
+    let k = *numbers.last()?;
+    let want: Vec<u64> = (k.saturating_sub(LOOP_HOSTS - 1)..=k).collect();
+    assert_eq!(numbers, want, "not one complete version:\n{text}");
+    Some(k)
+}
+
+#[test]
+fn kill_9_never_leaves_a_torn_file() {
+    const ITERATIONS: usize = 200;
+    // Stop early on a slow machine; still require a meaningful run.
+    const BUDGET: Duration = Duration::from_secs(15);
+    let dir = scratch("crash");
+    let path = dir.join("known_peers");
+    let peers = KnownPeers::new(&path);
+    let started = Instant::now();
+    let mut next = 0;
+    let mut leftovers_seen = 0;
+    let mut iterations = 0;
+    while iterations < ITERATIONS && started.elapsed() < BUDGET {
+        iterations += 1;
+        let mut child = spawn_child("looper", &path, &next.to_string());
+        // Wait until the child has written once, so the kill lands while it
+        // is busy writing.
+        let stdout = child.stdout.take().unwrap();
+        let ready = BufReader::new(stdout)
+            .lines()
+            .any(|l| l.is_ok_and(|l| l.ends_with("READY")));
+        assert!(ready, "looper died before writing: {:?}", child.wait());
+        thread::sleep(Duration::from_micros(rand::random_range(0..5_000)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let k = check_complete_version(&path).expect("looper wrote at least once");
+        assert!(k >= next);
+        next = k + 1;
+        for tmp in temp_files(&path) {
+            leftovers_seen += 1;
+            assert_eq!(mode(&tmp), 0o600, "{}", tmp.display());
+        }
+        // A later writer is not disturbed by what the killed one left, and
+        // cleans it up.
+        peers
+            .record("parent.example", &format!("fp-{iterations}"), "S")
+            .unwrap();
+        assert!(temp_files(&path).is_empty());
+        check_complete_version(&path);
+    }
+    eprintln!(
+        "{iterations} kills in {:?}, {next} records, {leftovers_seen} temp files left behind",
+        started.elapsed()
+    );
+    assert!(iterations >= 20, "only {iterations} iterations");
+    fs::remove_dir_all(&dir).unwrap();
+}
