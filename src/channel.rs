@@ -36,6 +36,7 @@ impl Sink for Box<dyn Sink> {
 impl Sink for io::Stdout {}
 impl Sink for io::BufWriter<std::net::TcpStream> {}
 impl Sink for Vec<u8> {}
+impl Sink for io::PipeWriter {}
 
 pub type BoxRead = Box<dyn Read + Send>;
 pub type BoxSink = Box<dyn Sink>;

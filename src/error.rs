@@ -36,8 +36,10 @@ pub enum Error {
     Io(&'static str, io::Error),
     /// A peer stayed silent past the deadline.
     Timeout(&'static str),
-    /// The peer closed the connection (without the authenticated close, if encrypted).
+    /// The peer closed the connection (plain, or after an authenticated close).
     Closed(&'static str),
+    /// An encrypted stream ended without its authenticated Close record.
+    Truncated(&'static str),
     /// A line longer than the named limit.
     LineTooLong,
     /// A bare CR or LF where only CRLF is allowed.
@@ -65,6 +67,13 @@ pub enum Error {
 impl Error {
     pub fn io(what: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |e| match e.kind() {
+            _ if e
+                .get_ref()
+                .is_some_and(|inner| inner.is::<crate::wire::record::Truncated>()) =>
+            {
+                Error::Truncated(what)
+            }
+            io::ErrorKind::InvalidData => Error::Crypto,
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout(what),
             io::ErrorKind::UnexpectedEof
             | io::ErrorKind::BrokenPipe
@@ -103,7 +112,7 @@ impl Error {
                 Reply::new(421, "4.7.0 Encrypted session failed, closing")
             }
             Error::Protocol(_) => Reply::new(421, "4.5.0 Protocol error, closing"),
-            Error::Io(..) | Error::Closed(_) => {
+            Error::Io(..) | Error::Closed(_) | Error::Truncated(_) => {
                 Reply::new(421, "4.4.2 Connection lost, try again later")
             }
         }
@@ -126,6 +135,9 @@ impl fmt::Display for Error {
             Error::Io(what, e) => write!(f, "{what}: {e}"),
             Error::Timeout(what) => write!(f, "{what}: timed out"),
             Error::Closed(what) => write!(f, "{what}: connection closed"),
+            Error::Truncated(what) => {
+                write!(f, "{what}: encrypted stream cut before its close record")
+            }
             Error::LineTooLong => f.write_str("line too long"),
             Error::BareNewline => f.write_str("bare CR or LF in SMTP line"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),

@@ -280,16 +280,15 @@ impl Session<'_> {
                     };
                     self.relay(&line)?;
                 }
-                (Phase::ExpectInnerEhlo, Verb::Ehlo | Verb::Helo) => {
-                    let (_, reply) = relay::relay_command(
-                        &line,
-                        &mut self.client,
-                        &mut self.backend,
-                        self.cfg.relay,
-                    )?;
+                (Phase::ExpectInnerEhlo | Phase::Encrypted, Verb::Ehlo | Verb::Helo) => {
+                    self.backend.send(&line)?;
+                    let mut reply = self.backend.read_reply()?;
+                    // Inside the channel the keyword is never offered.
+                    ehlo::strip_keyword(&mut reply);
                     if reply.code == 250 {
                         self.phase = Phase::Encrypted;
                     }
+                    self.client.send_reply(&reply)?;
                 }
                 (Phase::ExpectInnerEhlo, v)
                     if !matches!(v, Verb::Quit | Verb::Noop | Verb::Rset) =>
@@ -299,8 +298,8 @@ impl Session<'_> {
                 _ => match self.relay(&line)? {
                     Step::Continue => {}
                     Step::Quit => {
-                        self.client.close();
                         self.backend.close();
+                        self.client.finish();
                         return Ok(());
                     }
                     Step::Pipe => return self.pipe(),
@@ -366,10 +365,11 @@ impl Session<'_> {
     /// unfinished message is discarded by the MTA.
     fn fail(&mut self, e: &Error) {
         log::warn!("{e}");
-        if !matches!(
-            e,
-            Error::Crypto | Error::Injection | Error::Closed("client")
-        ) {
+        if matches!(e, Error::Crypto | Error::Injection | Error::Truncated(_)) {
+            // No reply and no authenticated Close: the streams are dropped as they are.
+            return;
+        }
+        if !matches!(e, Error::Closed("client")) {
             let _ = self.client.send_reply(&e.smtp_reply());
         }
         self.client.close();

@@ -1,7 +1,7 @@
 //! Host keys: generate, load (refusing files others can read), name by fingerprint.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -28,13 +28,17 @@ pub struct HostKey {
 impl HostKey {
     /// Load a PKCS#8 PEM private key. Refuses a file that group or others can read.
     pub fn load(path: &Path) -> Result<HostKey, Error> {
-        let meta = fs::metadata(path).map_err(|e| {
+        // Open once and check the open file, so the file checked is the file read.
+        let file = fs::File::open(path).map_err(|e| {
             Error::Key(format!(
                 "cannot read {}: {e} (create one with: blackpony --generate-key --key {})",
                 path.display(),
                 path.display()
             ))
         })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
         if meta.mode() & 0o077 != 0 {
             return Err(Error::Key(format!(
                 "{} is readable by group or others (mode {:o}); run: chmod 600 {}",
@@ -43,15 +47,17 @@ impl HostKey {
                 path.display()
             )));
         }
-        if meta.len() > 64 * 1024 {
+        const MAX_KEY_FILE: u64 = 64 * 1024;
+        let mut pem = zeroize::Zeroizing::new(String::new());
+        file.take(MAX_KEY_FILE + 1)
+            .read_to_string(&mut pem)
+            .map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
+        if pem.len() as u64 > MAX_KEY_FILE {
             return Err(Error::Key(format!(
                 "{} is too large to be a key",
                 path.display()
             )));
         }
-        let pem = zeroize::Zeroizing::new(
-            fs::read_to_string(path).map_err(|e| Error::Key(format!("{}: {e}", path.display())))?,
-        );
         let private = PrivateKey::from_pkcs8_pem(&pem).map_err(|_| {
             Error::Key(format!(
                 "{} is not a PKCS#8 PEM RSA private key",

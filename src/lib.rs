@@ -29,6 +29,7 @@ pub mod logging;
 pub mod netio;
 pub mod outbound;
 pub mod peers;
+pub mod pipe_client;
 pub mod policy;
 pub mod relay;
 pub mod smtp;

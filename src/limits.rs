@@ -4,29 +4,21 @@ use std::time::Duration;
 
 /// Longest SMTP command or reply line we accept in the plain phase, CRLF included.
 /// RFC 5321 4.5.3.1.4/5 sets 512 octets for commands and replies; extensions and
-/// real servers go beyond (AUTH, long EHLO replies), so we allow 4 KiB, far below
+/// real servers go beyond (AUTH, long EHLO replies; the XBLACKPONY command carries a
+/// base64 ClientHello, 806 bytes with a 4096-bit key), so we allow 4 KiB, far below
 /// anything that could cost memory, and refuse longer lines with a 500.
 pub const MAX_LINE: usize = 4096;
-
-/// Longest `XBLACKPONY` command line. It carries a base64 ClientHello holding an
-/// RSA public key: 4096-bit SPKI DER is 550 bytes, 2 + 32 + 2 + 550 = 586 bytes,
-/// 784 in base64. 2 KiB leaves room and still bounds the allocation.
-pub const MAX_NEGOTIATION_LINE: usize = 2048;
 
 /// Most lines in one multi-line reply (an EHLO reply lists a dozen keywords).
 pub const MAX_REPLY_LINES: usize = 100;
 
-/// Longest line inside DATA that we copy. RFC 5321 says 1000; real mail has
-/// longer lines, and the MTA decides what to do with them, so the relay only
-/// needs a bound that keeps its buffer small.
-pub const MAX_DATA_LINE: usize = 1 << 20;
-
 /// Largest record plaintext (payload). 16 KiB like TLS: big enough that the
-/// 29-byte per-record overhead is under 0.2 %, small enough to buffer.
+/// 25-byte per-record overhead (4 length, 1 type, 20 MAC) is under 0.2 %, small enough to buffer.
 pub const MAX_RECORD_PAYLOAD: usize = 16 * 1024;
 
-/// Largest handshake message body. RSA keys up to 4096 bits: SPKI 550 bytes,
-/// OAEP ciphertext 512 bytes, signature 512 bytes, plus nonces and lengths.
+/// Largest handshake message body. With RSA keys up to 4096 bits the largest,
+/// ServerHello, is 32 + 2 + 550 (SPKI) + 2 + 512 (OAEP) = 1098 bytes; a later
+/// suite adds a 512-byte signature.
 pub const MAX_HANDSHAKE_MESSAGE: usize = 4096;
 
 /// Bytes one direction may seal under one Blowfish key before it must rekey.
@@ -34,9 +26,9 @@ pub const MAX_HANDSHAKE_MESSAGE: usize = 4096;
 /// (Sweet32). 8 MiB = 2^20 blocks gives a collision chance near 2^-25 per key.
 pub const REKEY_BYTES: u64 = 8 * 1024 * 1024;
 
-/// The receiver tolerates this much beyond REKEY_BYTES before calling the
-/// peer broken: a sender checks the limit before sealing a record, so it can
-/// overshoot by at most one record.
+/// The receiver tolerates this much beyond the rekey limit before calling the
+/// peer broken. Our sender rekeys before it would cross the limit; the slack
+/// (one record) keeps a peer that checks after sealing interoperable.
 pub const REKEY_SLACK: u64 = MAX_RECORD_PAYLOAD as u64 + 64;
 
 /// Sequence numbers are u64 and never wrap: the connection ends before.

@@ -268,8 +268,8 @@ impl Session<'_> {
                     match step {
                         Step::Continue => {}
                         Step::Quit => {
-                            self.remote.close();
                             self.sendmail.close();
+                            self.remote.finish();
                             return Ok(());
                         }
                         Step::Pipe => return self.pipe(),

@@ -56,6 +56,17 @@ impl Peer {
         let _ = self.writer.close();
     }
 
+    /// The orderly end after QUIT: close our half, then read what the peer
+    /// still sends until its own end (its Close record or FIN), so no byte is
+    /// left unread and the connection ends without a reset. Bounded in bytes;
+    /// the stream's deadline bounds the time.
+    pub fn finish(&mut self) {
+        self.close();
+        let (r, _) = detached();
+        let (reader, _) = std::mem::replace(&mut self.reader, r).into_parts();
+        let _ = io::copy(&mut reader.take(1 << 20), &mut io::sink());
+    }
+
     /// Swap the streams under this peer (at the switch to encryption).
     pub fn replace(
         &mut self,
@@ -174,13 +185,19 @@ pub fn pipe(client: Peer, server: Peer) -> Result<(), Error> {
     let (c_reader, mut c_writer) = (client.reader, client.writer);
     let (s_reader, mut s_writer) = (server.reader, server.writer);
     std::thread::scope(|scope| {
+        // Only a clean end is passed on as a clean end (FIN or Close record);
+        // after an error the other side's stream is dropped as it is.
         let up = scope.spawn(move || {
             let r = copy_out(c_reader, &mut s_writer);
-            let _ = s_writer.close();
+            if r.is_ok() {
+                let _ = s_writer.close();
+            }
             r
         });
         let down = copy_out(s_reader, &mut c_writer);
-        let _ = c_writer.close();
+        if down.is_ok() {
+            let _ = c_writer.close();
+        }
         let up = up.join().unwrap_or(Ok(()));
         down.and(up)
     })

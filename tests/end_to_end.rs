@@ -141,3 +141,102 @@ fn plain_delivery_to_an_ordinary_server() {
                 .all(|l| l.starts_with('#'))
     );
 }
+
+/// Postfix pipe(8) mode: envelope as arguments, message on stdin with LF
+/// endings, result as a sysexits code.
+fn run_pipe(args: &[&str], message: &str) -> (i32, String) {
+    let mut child = Command::new(bin("blackpony-mailer"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn pipe_mode_delivers_encrypted_and_maps_replies_to_exit_codes() {
+    let (ka, kb) = test_keys();
+    let dir = scratch("e2e-pipe");
+    let sink = Sink::start();
+    let (_inbound, addr) = start_inbound(
+        sink.addr,
+        &["--key", kb.to_str().unwrap()],
+        &dir.join("inbound.log"),
+    );
+    let port = addr.port().to_string();
+    let known = dir.join("known_peers");
+    let mlog = dir.join("mailer.log");
+    let common = [
+        "--pipe",
+        "--port",
+        &port,
+        "--key",
+        ka.to_str().unwrap(),
+        "--known-peers",
+        known.to_str().unwrap(),
+        "--log",
+        mlog.to_str().unwrap(),
+        "--helo",
+        "a.test",
+        "-f",
+        "alice@a.test",
+    ];
+    let msg = "Subject: via pipe\n\n.leading dot\nline two\n";
+    let mut args = common.to_vec();
+    args.extend(["[127.0.0.1]", "bob@b.test", "carol@b.test"]);
+    let (code, out) = run_pipe(&args, msg);
+    assert_eq!(code, 0, "{out}");
+    let got = sink.wait_for(1);
+    assert_eq!(
+        got[0].data,
+        b"Subject: via pipe\r\n\r\n..leading dot\r\nline two\r\n"
+    );
+    assert_eq!(got[0].rcpt_to, vec!["<bob@b.test>", "<carol@b.test>"]);
+    assert_eq!(got[0].mail_from, "<alice@a.test>");
+    assert!(std::fs::read_to_string(&mlog)
+        .unwrap()
+        .contains("suite=RSA-BLOWFISH"));
+
+    // A permanent refusal is EX_UNAVAILABLE (bounce), a temporary one EX_TEMPFAIL.
+    let perm = Sink::start_with(SinkBehaviour {
+        rcpt_reply: Some("550 5.1.1 no such user".into()),
+        ..Default::default()
+    });
+    let temp = Sink::start_with(SinkBehaviour {
+        rcpt_reply: Some("451 4.3.0 try later".into()),
+        ..Default::default()
+    });
+    for (sink, want) in [(&perm, 69), (&temp, 75)] {
+        let port = sink.addr.port().to_string();
+        let mut args = common.to_vec();
+        args[2] = &port;
+        args.extend(["[127.0.0.1]", "bob@b.test"]);
+        let (code, out) = run_pipe(&args, msg);
+        assert_eq!(code, want, "{out}");
+        assert!(out.contains("RCPT bob@b.test"), "{out}");
+        assert!(sink.messages().is_empty());
+    }
+    // Nobody listening: deferred.
+    let closed = free_port().to_string();
+    let mut args = common.to_vec();
+    args[2] = &closed;
+    args.extend(["[127.0.0.1]", "bob@b.test"]);
+    assert_eq!(run_pipe(&args, msg).0, 75);
+}

@@ -82,7 +82,6 @@ impl<R: Read> LineReader<R> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(Error::Crypto),
                 Err(e) => return Err(Error::io(what)(e)),
             }
         }

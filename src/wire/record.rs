@@ -211,7 +211,8 @@ impl Opener {
             return Err(record_error());
         }
         match body[0] {
-            t if t == RecordType::Data as u8 => Ok(Some(Opened::Data(body_len))),
+            // An empty Data record would read as end of stream: only Close may end it.
+            t if t == RecordType::Data as u8 && body_len > 1 => Ok(Some(Opened::Data(body_len))),
             t if t == RecordType::Rekey as u8 && body_len == 1 => {
                 self.0.rekey();
                 Ok(None)
@@ -222,12 +223,22 @@ impl Opener {
     }
 }
 
+/// The error inside an `io::Error` when an encrypted stream ends without its
+/// Close record: a cut connection, told apart from a finished one.
+#[derive(Debug)]
+pub struct Truncated;
+
+impl std::fmt::Display for Truncated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("encrypted stream cut before its close record")
+    }
+}
+
+impl std::error::Error for Truncated {}
+
 fn truncation(e: io::Error) -> io::Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "encrypted stream cut before its close record",
-        )
+        io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)
     } else {
         e
     }

@@ -49,6 +49,23 @@ fn options() -> getopts::Options {
         "forget the remembered key of HOST and exit",
         "HOST",
     );
+    o.optflag(
+        "",
+        "pipe",
+        "Postfix pipe(8) mode: HOST RECIPIENT... as arguments, the message on stdin, the result as a sysexits code",
+    );
+    o.optopt(
+        "f",
+        "sender",
+        "envelope sender in --pipe mode (Postfix ${sender}; empty for bounces)",
+        "ADDR",
+    );
+    o.optopt(
+        "",
+        "helo",
+        "name to send in EHLO in --pipe mode (default: /etc/mailname or the host name)",
+        "NAME",
+    );
     cli::common_options(&mut o);
     o
 }
@@ -58,6 +75,7 @@ fn usage(o: &getopts::Options) -> String {
         "Usage: blackpony-mailer [--port N] [--key FILE] [--known-peers FILE] [--policy may|tofu|require]\n\
          \x20                       [--policy-file FILE] [--dns ADDR:PORT] [--allow-rot] [--log FILE]\n\
          \x20                       [--timeout SECS] HOST\n\
+         \x20      blackpony-mailer --pipe -f SENDER [options] HOST RECIPIENT...   (Postfix pipe(8))\n\
          \x20      blackpony-mailer --list-peers | --forget HOST | --fingerprint\n\n\
          The outbound side of blackpony, run by sendmail as a prog mailer with A=blackpony-mailer $h:\n\
          sendmail speaks SMTP to it on stdin/stdout. It looks up the MX hosts of HOST (or uses an\n\
@@ -125,6 +143,9 @@ fn main() -> ExitCode {
     if let Err(e) = blackpony::logging::init("blackpony-mailer", log_file.as_deref()) {
         return greet_error(&Error::Config(e));
     }
+    if m.opt_present("pipe") {
+        return pipe_mode(&m, &key_path, peers);
+    }
     let dest = match m.free.as_slice() {
         [h] => h.clone(),
         _ => {
@@ -149,6 +170,71 @@ fn main() -> ExitCode {
     } else {
         ExitCode::from(exit::TEMPFAIL as u8)
     }
+}
+
+/// Postfix pipe(8): play sendmail's part ourselves over an in-process pipe,
+/// so the delivery is the same session, and report through the exit code.
+/// pipe(8) puts what we print on stdout into the delivery status notice.
+fn pipe_mode(m: &getopts::Matches, key_path: &std::path::Path, peers: KnownPeers) -> ExitCode {
+    let report = |code: i32, text: &str| {
+        println!("{text}");
+        ExitCode::from(code as u8)
+    };
+    let (dest, recipients) = match m.free.split_first() {
+        Some((d, r)) if !r.is_empty() => (d.clone(), r.to_vec()),
+        _ => {
+            return report(
+                exit::USAGE,
+                "blackpony-mailer --pipe: give HOST and at least one RECIPIENT",
+            )
+        }
+    };
+    let cfg = match config(m, key_path, peers) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return report(exit::TEMPFAIL, &format!("blackpony-mailer: {e}"));
+        }
+    };
+    let helo = m.opt_str("helo").unwrap_or_else(local_host_name);
+    let env = blackpony::pipe_client::Envelope {
+        helo,
+        sender: m.opt_str("sender").unwrap_or_default(),
+        recipients,
+    };
+    let pipes = std::io::pipe().and_then(|a| std::io::pipe().map(|b| (a, b)));
+    let Ok(((cmd_r, cmd_w), (rep_r, rep_w))) = pipes else {
+        return report(exit::OSERR, "blackpony-mailer: cannot create pipes");
+    };
+    let outcome = std::thread::scope(|s| {
+        let session = s.spawn(|| {
+            let sendmail = Peer::new(Box::new(cmd_r), Box::new(rep_w), "sendmail");
+            outbound::deliver(&dest, sendmail, &cfg)
+        });
+        let stdin = std::io::stdin();
+        let outcome = blackpony::pipe_client::run_client(&env, &mut stdin.lock(), cmd_w, rep_r);
+        if let Ok(summary) = session.join() {
+            log::info!("{}", summary.log_line());
+        }
+        outcome
+    });
+    if outcome.code == exit::OK {
+        ExitCode::SUCCESS
+    } else {
+        report(outcome.code, &outcome.text)
+    }
+}
+
+/// This machine's name for EHLO: /etc/mailname (Debian), else the kernel's host name.
+fn local_host_name() -> String {
+    ["/etc/mailname", "/proc/sys/kernel/hostname"]
+        .iter()
+        .find_map(|p| {
+            let s = std::fs::read_to_string(p).ok()?;
+            let s = s.trim();
+            (!s.is_empty() && !s.contains(char::is_whitespace)).then(|| s.to_string())
+        })
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn config(

@@ -179,6 +179,7 @@ fn serve_stdin(cfg: &InboundConfig) -> ExitCode {
     let conn = match netio::stdin_socket() {
         Some((stream, peer)) => {
             let _ = netio::set_timeouts(&stream, cfg.timeout);
+            let _ = stream.set_nodelay(true);
             let local = stream.local_addr().unwrap_or(peer);
             match stream.try_clone() {
                 Ok(reader) => ClientConn {
@@ -238,6 +239,7 @@ fn serve_stream(stream: TcpStream, cfg: &InboundConfig) {
         return;
     };
     let _ = netio::set_timeouts(&stream, cfg.timeout);
+    let _ = stream.set_nodelay(true);
     let Ok(reader) = stream.try_clone() else {
         return;
     };
