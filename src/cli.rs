@@ -26,6 +26,12 @@ pub fn common_options(opts: &mut getopts::Options) {
     );
     opts.optopt(
         "",
+        "suites",
+        "suites to use, most preferred first (default X25519-CHACHA20POLY1305,RSA-BLOWFISH)",
+        "LIST",
+    );
+    opts.optopt(
+        "",
         "log",
         "log to FILE instead of syslog (never to stdout or stderr)",
         "FILE",
@@ -60,6 +66,16 @@ pub fn timeout(m: &getopts::Matches) -> Result<Duration, Error> {
                 "--timeout {s}: give a number of seconds from 1 to 86400"
             ))),
         },
+    }
+}
+
+/// `--suites` and `--allow-rot`.
+pub fn suites(m: &getopts::Matches) -> Result<crate::suite::SuitePolicy, Error> {
+    let allow_rot = m.opt_present("allow-rot");
+    match m.opt_str("suites") {
+        None => Ok(crate::suite::SuitePolicy::new(allow_rot)),
+        Some(list) => crate::suite::SuitePolicy::from_list(&list, allow_rot)
+            .map_err(|e| Error::Config(format!("--suites {list}: {e}"))),
     }
 }
 

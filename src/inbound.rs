@@ -13,9 +13,9 @@ use crate::keys::HostKey;
 use crate::relay::{self, Counted, Counter, Peer, RelayOptions, Step};
 use crate::smtp::command::arguments;
 use crate::smtp::{ehlo, LineReader, Reply, Verb};
+use crate::suite::keyed::ServerAwaitKey;
 use crate::suite::message::{self, CLIENT_KEY};
 use crate::suite::rot::{RotReader, RotWriter};
-use crate::suite::rsa_blowfish::ServerAwaitKey;
 use crate::suite::{SuiteId, SuitePolicy};
 use crate::wire::base64;
 use crate::wire::record::{RecordReader, RecordWriter};
@@ -135,11 +135,7 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
             summary.outcome = format!("error: {e}");
         }
         Ok(backend) => {
-            let offer = match (&cfg.key, cfg.suites.allow_rot) {
-                (Some(_), _) => cfg.suites.server_offer(),
-                (None, true) => "ROT13".into(),
-                (None, false) => String::new(),
-            };
+            let offer = cfg.suites.server_offer(cfg.key.is_some());
             let mut s = Session {
                 cfg,
                 client,
@@ -397,66 +393,61 @@ impl Session<'_> {
         let Some(first) = args.first() else {
             return self.refuse(501, "5.5.4 Syntax: XBLACKPONY <suite> [arguments]");
         };
-        let offered = |s: SuiteId| match s {
-            SuiteId::Rot(_) => self.cfg.suites.allow_rot,
-            SuiteId::RsaBlowfish => self.cfg.key.is_some(),
-        };
         let suite = match SuiteId::parse(first) {
-            Some(s) if offered(s) => s,
+            Some(s) if self.cfg.suites.accepts(s) && (s.is_rot() || self.cfg.key.is_some()) => s,
             _ => return self.refuse(504, "5.5.4 Suite not supported"),
         };
-        match suite {
-            SuiteId::Rot(n) => {
-                if args.len() != 1 {
-                    return self.refuse(501, "5.5.4 ROTn takes no arguments");
-                }
-                self.check_injection()?;
-                self.client
-                    .send_reply(&Reply::new(220, &format!("2.0.0 Go ahead with ROT{n}")))?;
-                let (raw, rest, writer) = self.take_client();
-                let src: BoxRead = Box::new(Cursor::new(rest).chain(raw));
-                self.client.replace(
-                    LineReader::new(Box::new(RotReader::new(src, n))),
-                    Box::new(RotWriter::new(writer, n)),
-                );
+        if let SuiteId::Rot(n) = suite {
+            if args.len() != 1 {
+                return self.refuse(501, "5.5.4 ROTn takes no arguments");
             }
-            SuiteId::RsaBlowfish => {
-                let key = self.cfg.key.clone().expect("offered only with a key");
-                let hello = match args
-                    .get(1)
-                    .filter(|_| args.len() == 2)
-                    .and_then(|a| base64::decode(a))
-                {
-                    Some(h) => h,
-                    None => {
-                        return self.refuse(
-                            501,
-                            "5.5.4 Syntax: XBLACKPONY RSA-BLOWFISH <base64 ClientHello>",
-                        )
-                    }
-                };
-                let Some((server_hello, state)) = ServerAwaitKey::new(&key, &self.offer, &hello)
-                else {
-                    return self.refuse(501, "5.5.4 Malformed ClientHello");
-                };
-                self.check_injection()?;
-                let mut flight = b"220 2.0.0 Go ahead with RSA-BLOWFISH\r\n".to_vec();
-                flight.extend_from_slice(&server_hello);
-                self.client.send(&flight)?;
-                let (raw, rest, mut writer) = self.take_client();
-                let mut src: BoxRead = Box::new(Cursor::new(rest).chain(raw));
-                let client_key = message::read(&mut src, CLIENT_KEY).map_err(|_| Error::Crypto)?;
-                let (finished, keys) = state.on_client_key(&client_key)?;
-                writer
-                    .write_all(&finished)
-                    .and_then(|_| writer.flush())
-                    .map_err(Error::io("client"))?;
-                self.peer_fingerprint = Some(keys.peer_fingerprint);
-                self.client.replace(
-                    LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
-                    Box::new(RecordWriter::new(writer, keys.sealer)),
+            self.check_injection()?;
+            self.client
+                .send_reply(&Reply::new(220, &format!("2.0.0 Go ahead with ROT{n}")))?;
+            let (raw, rest, writer) = self.take_client();
+            let src: BoxRead = Box::new(Cursor::new(rest).chain(raw));
+            self.client.replace(
+                LineReader::new(Box::new(RotReader::new(src, n))),
+                Box::new(RotWriter::new(writer, n)),
+            );
+        } else {
+            let key = self
+                .cfg
+                .key
+                .clone()
+                .expect("keyed suites are offered only with a key");
+            let Some(hello) = args
+                .get(1)
+                .filter(|_| args.len() == 2)
+                .and_then(|a| base64::decode(a))
+            else {
+                return self.refuse(
+                    501,
+                    &format!("5.5.4 Syntax: XBLACKPONY {suite} <base64 ClientHello>"),
                 );
-            }
+            };
+            let Some((server_hello, state)) = ServerAwaitKey::new(suite, &key, &self.offer, &hello)
+            else {
+                return self.refuse(501, "5.5.4 Malformed ClientHello");
+            };
+            self.check_injection()?;
+            // The go-ahead and our hello in one write: one flight.
+            let mut flight = format!("220 2.0.0 Go ahead with {suite}\r\n").into_bytes();
+            flight.extend_from_slice(&server_hello);
+            self.client.send(&flight)?;
+            let (raw, rest, mut writer) = self.take_client();
+            let mut src: BoxRead = Box::new(Cursor::new(rest).chain(raw));
+            let client_key = message::read(&mut src, CLIENT_KEY).map_err(|_| Error::Crypto)?;
+            let (finished, keys) = state.on_client_key(&client_key)?;
+            writer
+                .write_all(&finished)
+                .and_then(|_| writer.flush())
+                .map_err(Error::io("client"))?;
+            self.peer_fingerprint = Some(keys.peer_fingerprint);
+            self.client.replace(
+                LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
+                Box::new(RecordWriter::new(writer, keys.sealer)),
+            );
         }
         log::info!("encryption on: suite={suite}");
         self.suite = Some(suite);

@@ -68,7 +68,7 @@ impl HostKey {
     }
 
     pub fn from_private(private: PrivateKey) -> Result<HostKey, Error> {
-        let bits = private.size() * 8;
+        let bits = private.n().bit_width() as usize;
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
             return Err(Error::Key(format!(
                 "RSA key of {bits} bits; {MIN_RSA_BITS} to {MAX_RSA_BITS} are accepted"
@@ -151,6 +151,6 @@ pub fn fingerprint(spki_der: &[u8]) -> String {
 /// Parse a peer's SubjectPublicKeyInfo DER, refusing key sizes outside our limits.
 pub fn parse_peer_key(spki_der: &[u8]) -> Option<PublicKey> {
     let key = PublicKey::from_public_key_der(spki_der).ok()?;
-    let bits = key.size() * 8;
+    let bits = key.n().bit_width() as usize;
     (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits).then_some(key)
 }

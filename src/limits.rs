@@ -26,6 +26,13 @@ pub const MAX_HANDSHAKE_MESSAGE: usize = 4096;
 /// (Sweet32). 8 MiB = 2^20 blocks gives a collision chance near 2^-25 per key.
 pub const REKEY_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Bytes under one ChaCha20-Poly1305 key before rekeying. The AEAD has no
+/// 64-bit-block bound: its limits are 2^64 records per key (our nonces come
+/// from the sequence number, which never wraps) and 256 GiB per record. We
+/// still rekey every 1 GiB so a key that leaks from memory exposes at most
+/// that much of a long session; it costs one HKDF per GiB.
+pub const REKEY_BYTES_AEAD: u64 = 1 << 30;
+
 /// The receiver tolerates this much beyond the rekey limit before calling the
 /// peer broken. Our sender rekeys before it would cross the limit; the slack
 /// (one record) keeps a peer that checks after sealing interoperable.

@@ -15,9 +15,9 @@ use crate::peers::KnownPeers;
 use crate::policy::{self, Observation, Policy, PolicyMap, Verdict};
 use crate::relay::{self, Counted, Counter, Peer, RelayOptions, Step};
 use crate::smtp::{ehlo, LineReader, Reply, Verb};
+use crate::suite::keyed::ClientStart;
 use crate::suite::message::{self, SERVER_FINISHED, SERVER_HELLO};
 use crate::suite::rot::{RotReader, RotWriter};
-use crate::suite::rsa_blowfish::ClientStart;
 use crate::suite::{SuiteId, SuitePolicy};
 use crate::wire::record::{RecordReader, RecordWriter};
 use crate::{limits, Error};
@@ -452,12 +452,10 @@ pub fn negotiate(
             remote.send(inner_ehlo)?;
             Ok((remote.read_reply()?, None))
         }
-        SuiteId::RsaBlowfish => {
-            let key =
-                key.ok_or_else(|| Error::Key("no host key: cannot use RSA-BLOWFISH".into()))?;
-            let start = ClientStart::new(key, offered);
-            remote
-                .send(format!("XBLACKPONY RSA-BLOWFISH {}\r\n", start.hello_base64()).as_bytes())?;
+        keyed => {
+            let key = key.ok_or_else(|| Error::Key(format!("no host key: cannot use {keyed}")))?;
+            let start = ClientStart::new(keyed, key, offered).expect("a keyed suite");
+            remote.send(format!("XBLACKPONY {keyed} {}\r\n", start.hello_base64()).as_bytes())?;
             expect_go_ahead(remote)?;
             let (raw, rest, writer) = take(remote);
             let mut src: BoxRead = Box::new(Cursor::new(rest).chain(raw));

@@ -25,7 +25,7 @@ fn run_mailer(args: &[&str], dest: &str, body: &str) -> (Vec<String>, std::proce
     let mut w = child.stdin.take().unwrap();
     let mut r = BufReader::new(child.stdout.take().unwrap());
     let mut replies = Vec::new();
-    let mut read_reply = |r: &mut BufReader<_>| -> String {
+    let read_reply = |r: &mut BufReader<_>| -> String {
         let mut first = String::new();
         loop {
             let mut l = String::new();
@@ -106,9 +106,8 @@ fn encrypted_delivery_through_both_binaries() {
     assert_eq!(msgs[0].data, body.as_bytes());
     assert_eq!(msgs[0].rcpt_to, vec!["<bob@receiver.test>".to_string()]);
     let pins = std::fs::read_to_string(&known).unwrap();
-    assert!(pins.contains("RSA-BLOWFISH"), "{pins}");
-    let log = std::fs::read_to_string(dir.join("inbound.log")).unwrap();
-    assert!(log.contains("suite=RSA-BLOWFISH"), "{log}");
+    assert!(pins.contains("X25519-CHACHA20POLY1305"), "{pins}");
+    wait_log(&dir.join("inbound.log"), "suite=X25519-CHACHA20POLY1305");
 }
 
 #[test]
@@ -212,7 +211,7 @@ fn pipe_mode_delivers_encrypted_and_maps_replies_to_exit_codes() {
     assert_eq!(got[0].mail_from, "<alice@a.test>");
     assert!(std::fs::read_to_string(&mlog)
         .unwrap()
-        .contains("suite=RSA-BLOWFISH"));
+        .contains("suite=X25519-CHACHA20POLY1305"));
 
     // A permanent refusal is EX_UNAVAILABLE (bounce), a temporary one EX_TEMPFAIL.
     let perm = Sink::start_with(SinkBehaviour {
@@ -239,4 +238,67 @@ fn pipe_mode_delivers_encrypted_and_maps_replies_to_exit_codes() {
     args[2] = &closed;
     args.extend(["[127.0.0.1]", "bob@b.test"]);
     assert_eq!(run_pipe(&args, msg).0, 75);
+}
+
+/// Every pairing of a current copy (both suites) with an old one that only
+/// knows RSA-BLOWFISH (`--suites RSA-BLOWFISH`): each delivers encrypted,
+/// with the best suite both ends know, and the same key fingerprints.
+#[test]
+fn suite_pairings_new_and_old() {
+    let (ka, kb) = test_keys();
+    let cases: [(&[&str], &[&str], &str); 4] = [
+        (&[], &[], "X25519-CHACHA20POLY1305"),
+        (&[], &["--suites", "RSA-BLOWFISH"], "RSA-BLOWFISH"),
+        (&["--suites", "RSA-BLOWFISH"], &[], "RSA-BLOWFISH"),
+        (
+            &["--suites", "RSA-BLOWFISH,X25519-CHACHA20POLY1305"],
+            &[],
+            "X25519-CHACHA20POLY1305",
+        ),
+    ];
+    for (i, (mailer_extra, inbound_extra, want)) in cases.iter().enumerate() {
+        let dir = scratch(&format!("e2e-pair{i}"));
+        let sink = Sink::start();
+        let mut inbound_args = vec!["--key", kb.to_str().unwrap()];
+        inbound_args.extend_from_slice(inbound_extra);
+        let (_inbound, addr) = start_inbound(sink.addr, &inbound_args, &dir.join("inbound.log"));
+        let port = addr.port().to_string();
+        let known = dir.join("known_peers");
+        let mlog = dir.join("mailer.log");
+        let mut args = vec![
+            "--port",
+            &port,
+            "--key",
+            ka.to_str().unwrap(),
+            "--known-peers",
+            known.to_str().unwrap(),
+            "--log",
+            mlog.to_str().unwrap(),
+        ];
+        args.extend_from_slice(mailer_extra);
+        let body = format!("Subject: pairing {i}\r\n\r\nsecret {i}\r\n");
+        let (replies, status) = run_mailer(&args, "[127.0.0.1]", &body);
+        assert!(status.success(), "case {i}: {replies:?}");
+        assert_eq!(sink.wait_for(1)[0].data, body.as_bytes(), "case {i}");
+        let mailer_log = std::fs::read_to_string(&mlog).unwrap();
+        assert!(
+            mailer_log.contains(&format!("suite={want} ")),
+            "case {i}: {mailer_log}"
+        );
+        wait_log(
+            &dir.join("inbound.log"),
+            &format!("suite={want} peer=SHA256"),
+        );
+        // The pin is the RSA host key whatever the suite.
+        let fp = Command::new(bin("blackpony"))
+            .args(["--fingerprint", "--key", kb.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let fp = String::from_utf8(fp.stdout).unwrap();
+        let fp = fp.split_whitespace().next().unwrap();
+        assert!(
+            std::fs::read_to_string(&known).unwrap().contains(fp),
+            "case {i}"
+        );
+    }
 }

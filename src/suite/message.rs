@@ -19,6 +19,14 @@ pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     m
 }
 
+/// The body of a framed message, if its header names `kind` and its length
+/// matches: every step checks the frame it is given, not only the reader.
+pub fn body(msg: &[u8], kind: u8) -> Option<&[u8]> {
+    let (head, body) = (msg.get(..3)?, msg.get(3..)?);
+    (head[0] == kind && u16::from_be_bytes([head[1], head[2]]) as usize == body.len())
+        .then_some(body)
+}
+
 /// Read one message of the expected type; returns the whole framed message
 /// (for the transcript). Length is checked before allocating; any mismatch is
 /// the same opaque error as a record failure.

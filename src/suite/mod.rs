@@ -2,16 +2,22 @@
 //! the connection into a [`crate::channel::Channel`]. Adding a suite means
 //! adding a variant here and a module beside this file.
 
+pub mod keyed;
 pub mod message;
 pub mod rot;
 pub mod rsa_blowfish;
+pub mod x25519_chacha;
 
 use std::fmt;
 
 pub const RSA_BLOWFISH: &str = "RSA-BLOWFISH";
+pub const X25519_CHACHA: &str = "X25519-CHACHA20POLY1305";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SuiteId {
+    /// Ephemeral X25519, RSA-PSS identities, ChaCha20-Poly1305: forward secrecy.
+    X25519Chacha,
+    /// The seed's suite: RSA-OAEP key transport, Blowfish-CTR + HMAC-SHA1.
     RsaBlowfish,
     /// ROTn, n in 1..=25: never offered or accepted without --allow-rot.
     Rot(u8),
@@ -23,6 +29,9 @@ impl SuiteId {
         let upper = name.to_ascii_uppercase();
         if upper == RSA_BLOWFISH {
             return Some(SuiteId::RsaBlowfish);
+        }
+        if upper == X25519_CHACHA {
+            return Some(SuiteId::X25519Chacha);
         }
         let n = upper.strip_prefix("ROT")?;
         if n.is_empty()
@@ -39,11 +48,17 @@ impl SuiteId {
     pub fn is_rot(&self) -> bool {
         matches!(self, SuiteId::Rot(_))
     }
+
+    /// Suites whose handshake uses the host key (all but ROTn).
+    pub fn is_keyed(&self) -> bool {
+        !self.is_rot()
+    }
 }
 
 impl fmt::Display for SuiteId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SuiteId::X25519Chacha => f.write_str(X25519_CHACHA),
             SuiteId::RsaBlowfish => f.write_str(RSA_BLOWFISH),
             SuiteId::Rot(n) => write!(f, "ROT{n}"),
         }
@@ -53,23 +68,65 @@ impl fmt::Display for SuiteId {
 /// Which suites one end will use, in its order of preference.
 #[derive(Clone, Debug)]
 pub struct SuitePolicy {
+    /// Keyed suites, most preferred first (`--suites`).
+    pub keyed: Vec<SuiteId>,
     pub allow_rot: bool,
 }
 
+/// The default order: forward secrecy first.
+pub const DEFAULT_SUITES: [SuiteId; 2] = [SuiteId::X25519Chacha, SuiteId::RsaBlowfish];
+
 impl SuitePolicy {
-    /// The EHLO keyword's parameters the server advertises.
-    pub fn server_offer(&self) -> String {
-        let mut s = String::from(RSA_BLOWFISH);
-        if self.allow_rot {
-            s.push_str(" ROT13");
+    pub fn new(allow_rot: bool) -> Self {
+        SuitePolicy {
+            keyed: DEFAULT_SUITES.to_vec(),
+            allow_rot,
         }
-        s
+    }
+
+    /// From `--suites LIST` (comma or space separated names, most preferred
+    /// first). ROTn in the list is the same as --allow-rot.
+    pub fn from_list(list: &str, allow_rot: bool) -> Result<Self, String> {
+        let mut p = SuitePolicy {
+            keyed: Vec::new(),
+            allow_rot,
+        };
+        for name in list.split([',', ' ']).filter(|n| !n.is_empty()) {
+            match SuiteId::parse(name) {
+                Some(SuiteId::Rot(_)) => p.allow_rot = true,
+                Some(s) if !p.keyed.contains(&s) => p.keyed.push(s),
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                    "unknown suite {name:?}; known: {X25519_CHACHA}, {RSA_BLOWFISH}, ROT1..ROT25"
+                ))
+                }
+            }
+        }
+        if p.keyed.is_empty() && !p.allow_rot {
+            return Err("--suites names no suite".into());
+        }
+        Ok(p)
+    }
+
+    /// The EHLO keyword's parameters the server advertises. Keyed suites
+    /// only when it has a host key.
+    pub fn server_offer(&self, have_key: bool) -> String {
+        let mut names: Vec<String> = if have_key {
+            self.keyed.iter().map(|s| s.to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        if self.allow_rot {
+            names.push("ROT13".into());
+        }
+        names.join(" ")
     }
 
     pub fn accepts(&self, suite: SuiteId) -> bool {
         match suite {
-            SuiteId::RsaBlowfish => true,
             SuiteId::Rot(_) => self.allow_rot,
+            s => self.keyed.contains(&s),
         }
     }
 
@@ -98,14 +155,30 @@ mod tests {
 
     #[test]
     fn choose_follows_server_order_and_policy() {
-        let strict = SuitePolicy { allow_rot: false };
-        let rot = SuitePolicy { allow_rot: true };
+        let strict = SuitePolicy::new(false);
+        let rot = SuitePolicy::new(true);
         assert_eq!(
             strict.choose("ROT13 RSA-BLOWFISH"),
             Some(SuiteId::RsaBlowfish)
         );
         assert_eq!(rot.choose("ROT13 RSA-BLOWFISH"), Some(SuiteId::Rot(13)));
         assert_eq!(strict.choose("ROT13 FOO"), None);
-        assert_eq!(rot.server_offer(), "RSA-BLOWFISH ROT13");
+        assert_eq!(
+            rot.server_offer(true),
+            "X25519-CHACHA20POLY1305 RSA-BLOWFISH ROT13"
+        );
+        assert_eq!(rot.server_offer(false), "ROT13");
+        assert_eq!(
+            strict.choose("RSA-BLOWFISH X25519-CHACHA20POLY1305"),
+            Some(SuiteId::RsaBlowfish)
+        );
+        let old = SuitePolicy::from_list("RSA-BLOWFISH", false).unwrap();
+        assert_eq!(
+            old.choose("X25519-CHACHA20POLY1305 RSA-BLOWFISH"),
+            Some(SuiteId::RsaBlowfish)
+        );
+        assert_eq!(old.server_offer(true), "RSA-BLOWFISH");
+        assert!(SuitePolicy::from_list("AES", false).is_err());
+        assert!(SuitePolicy::from_list("", false).is_err());
     }
 }

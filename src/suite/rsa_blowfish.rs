@@ -15,22 +15,24 @@
 
 use rsa::PublicKey;
 
-use super::message::{self, CLIENT_KEY, SERVER_FINISHED, SERVER_HELLO};
-use super::RSA_BLOWFISH;
+use super::keyed::{keys_for, start_transcript};
+pub use super::keyed::{ClientAwaitFinished, Keys, NONCE_LEN};
+use super::message::{self, CLIENT_KEY, SERVER_HELLO};
+use super::SuiteId;
 use crate::crypto::blowfish_ctr::{BlowfishCtr, IV_LEN, KEY_LEN};
-use crate::crypto::hash::{Transcript, HASH_LEN};
+use crate::crypto::hash::Transcript;
 use crate::crypto::mac::{MacKey, MAC_KEY_LEN, MAC_LEN};
 use crate::crypto::oaep::{self, SECRET_LEN};
 use crate::crypto::{random_bytes, random_secret, Secret};
-use crate::keys::{fingerprint, parse_peer_key, HostKey};
+use crate::keys::{parse_peer_key, HostKey};
 use crate::limits::REKEY_BYTES;
 use crate::wire::codec::{Reader, Writer};
-use crate::wire::record::{Opener, Protection, Sealer, HEADER_LEN};
+use crate::wire::record::{Protection, HEADER_LEN};
 use crate::wire::schedule::{traffic_key, Role, Schedule, TrafficSecret};
 use crate::Error;
 
 pub const VERSION: u8 = 1;
-pub const NONCE_LEN: usize = 32;
+const SUITE: SuiteId = SuiteId::RsaBlowfish;
 
 /// Blowfish-CTR then HMAC-SHA1 over seq || header || ciphertext.
 struct BlowfishHmac {
@@ -72,33 +74,6 @@ pub fn protection(ts: &TrafficSecret) -> Box<dyn Protection> {
     })
 }
 
-/// The session's record keys and who the peer is.
-pub struct Keys {
-    pub sealer: Sealer,
-    pub opener: Opener,
-    pub peer_fingerprint: String,
-}
-
-fn keys_for(role: Role, schedule: &Schedule, peer_spki: &[u8]) -> Keys {
-    let other = match role {
-        Role::Client => Role::Server,
-        Role::Server => Role::Client,
-    };
-    Keys {
-        sealer: Sealer::new(protection, schedule.traffic(role)),
-        opener: Opener::new(protection, schedule.traffic(other)),
-        peer_fingerprint: fingerprint(peer_spki),
-    }
-}
-
-fn start_transcript(offered: &str) -> Transcript {
-    let mut t = Transcript::new();
-    t.add(b"blackpony/1");
-    t.add(offered.as_bytes());
-    t.add(RSA_BLOWFISH.as_bytes());
-    t
-}
-
 fn ikm(secret_c: &Secret<SECRET_LEN>, secret_s: &Secret<SECRET_LEN>) -> Secret<64> {
     let mut k = Secret::<64>::zero();
     k.expose_mut()[..32].copy_from_slice(secret_c.expose());
@@ -116,12 +91,6 @@ pub struct ClientStart<'k> {
     transcript: Transcript,
 }
 
-/// Client, after sending its key: waiting for the server's Finished.
-pub struct ClientAwaitFinished {
-    schedule: Schedule,
-    th2: [u8; HASH_LEN],
-}
-
 impl<'k> ClientStart<'k> {
     /// `offered` is the server's suite list exactly as its EHLO reply gave it.
     pub fn new(key: &'k HostKey, offered: &str) -> Self {
@@ -130,7 +99,7 @@ impl<'k> ClientStart<'k> {
         let mut w = Writer::new();
         w.u8(VERSION).bytes(&nonce_c).vec16(key.public_der());
         let hello = w.buf;
-        let mut transcript = start_transcript(offered);
+        let mut transcript = start_transcript(offered, SUITE);
         transcript.add(&hello);
         ClientStart {
             key,
@@ -151,7 +120,7 @@ impl<'k> ClientStart<'k> {
         mut self,
         msg: &[u8],
     ) -> Result<(Vec<u8>, Keys, ClientAwaitFinished), Error> {
-        let mut r = Reader::new(msg.get(3..).ok_or(Error::Crypto)?);
+        let mut r = Reader::new(message::body(msg, SERVER_HELLO).ok_or(Error::Crypto)?);
         let nonce_s = r.take(NONCE_LEN).ok_or(Error::Crypto)?;
         let spki_s = r.vec16().ok_or(Error::Crypto)?;
         let wrapped_s = r.vec16().ok_or(Error::Crypto)?;
@@ -177,25 +146,12 @@ impl<'k> ClientStart<'k> {
 
         let mut w = Writer::new();
         w.vec16(&wrapped_c).bytes(&finished_c);
-        let keys = keys_for(Role::Client, &schedule, spki_s);
+        let keys = keys_for(Role::Client, &schedule, protection, spki_s);
         Ok((
             message::frame(CLIENT_KEY, &w.buf),
             keys,
             ClientAwaitFinished { schedule, th2 },
         ))
-    }
-}
-
-impl ClientAwaitFinished {
-    /// Check the framed ServerFinished.
-    pub fn on_server_finished(self, msg: &[u8]) -> Result<(), Error> {
-        let tag = msg.get(3..).ok_or(Error::Crypto)?;
-        if msg.first() != Some(&SERVER_FINISHED)
-            || !self.schedule.verify_finished(Role::Server, &self.th2, tag)
-        {
-            return Err(Error::Crypto);
-        }
-        Ok(())
     }
 }
 
@@ -237,7 +193,7 @@ impl<'k> ServerAwaitKey<'k> {
             .vec16(key.public_der())
             .vec16(&oaep::wrap(&client_key, &secret_s));
         let msg = message::frame(SERVER_HELLO, &w.buf);
-        let mut transcript = start_transcript(offered);
+        let mut transcript = start_transcript(offered, SUITE);
         transcript.add(hello);
         transcript.add(&msg);
         let spki_c = spki_c.to_vec();
@@ -257,7 +213,7 @@ impl<'k> ServerAwaitKey<'k> {
     /// Process the framed ClientKey; on success returns the framed
     /// ServerFinished to send and the session keys.
     pub fn on_client_key(mut self, msg: &[u8]) -> Result<(Vec<u8>, Keys), Error> {
-        let mut r = Reader::new(msg.get(3..).ok_or(Error::Crypto)?);
+        let mut r = Reader::new(message::body(msg, CLIENT_KEY).ok_or(Error::Crypto)?);
         let wrapped_c = r.vec16().ok_or(Error::Crypto)?;
         let finished_c = r.take(MAC_LEN).ok_or(Error::Crypto)?;
         r.finish().ok_or(Error::Crypto)?;
@@ -278,7 +234,10 @@ impl<'k> ServerAwaitKey<'k> {
         self.transcript.add(finished_c);
         let th2 = self.transcript.current();
         let finished_s = schedule.finished(Role::Server, &th2);
-        let keys = keys_for(Role::Server, &schedule, &self.spki_c);
-        Ok((message::frame(SERVER_FINISHED, &finished_s), keys))
+        let keys = keys_for(Role::Server, &schedule, protection, &self.spki_c);
+        Ok((
+            message::frame(super::message::SERVER_FINISHED, &finished_s),
+            keys,
+        ))
     }
 }

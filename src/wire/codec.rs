@@ -38,6 +38,11 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Succeeds only if every byte was consumed: trailing bytes are an error.
     pub fn finish(self) -> Option<()> {
         self.buf.is_empty().then_some(())

@@ -115,6 +115,13 @@ impl Sealer {
             payload.len() <= MAX_RECORD_PAYLOAD,
             "caller splits payloads"
         );
+        if kind == RecordType::Data && payload.is_empty() {
+            // It would read as end of stream at the peer, which rejects it.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty Data record",
+            ));
+        }
         let body_len = payload.len() + 1;
         if self.0.under_key + body_len as u64 > self.0.rekey_limit() {
             self.seal_one(RecordType::Rekey, &[], out)?;

@@ -342,3 +342,21 @@ impl Client {
         matches!(self.r.read(&mut buf), Ok(0) | Err(_))
     }
 }
+
+/// Wait until the log file contains `needle` (the session line is written
+/// when the server side finishes, a moment after the client has gone).
+pub fn wait_log(path: &Path, needle: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{} never contained {needle:?}:\n{text}",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -15,7 +15,6 @@ use blackpony::outbound::{self, OutboundConfig};
 use blackpony::peers::KnownPeers;
 use blackpony::policy::{Policy, PolicyMap};
 use blackpony::relay::{Peer, RelayOptions};
-use blackpony::suite::SuitePolicy;
 use blackpony::{netio, Error};
 
 const DEFAULT_KNOWN_PEERS: &str = "/var/lib/blackpony/known_peers";
@@ -290,9 +289,7 @@ fn config(
         default_policy,
         policy_map,
         resolver,
-        suites: SuitePolicy {
-            allow_rot: m.opt_present("allow-rot"),
-        },
+        suites: cli::suites(m)?,
         timeout,
         relay: RelayOptions::default(),
     })

@@ -15,7 +15,6 @@ use blackpony::error::exit;
 use blackpony::inbound::{self, ClientAddressPassing, ClientConn, InboundConfig};
 use blackpony::netio;
 use blackpony::relay::RelayOptions;
-use blackpony::suite::SuitePolicy;
 use blackpony::Error;
 
 const DEFAULT_BACKEND: &str = "127.0.0.1:2525";
@@ -164,9 +163,7 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
         source,
         passing,
         timeout: cli::timeout(m)?,
-        suites: SuitePolicy {
-            allow_rot: m.opt_present("allow-rot"),
-        },
+        suites: cli::suites(m)?,
         relay: RelayOptions {
             forbid_bare_newline: m.opt_present("forbid-bare-newline"),
         },
