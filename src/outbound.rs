@@ -185,7 +185,9 @@ fn connect(
     for t in &targets {
         let label = format!("{}[{}]", t.mx_host, t.addr);
         match try_target(t.addr, cfg, out, inn) {
-            Ok((peer, greeting)) if greeting.code / 100 != 4 => {
+            // Like Postfix (smtp_skip_5xx_greeting), a host that will not talk to
+            // us is skipped for the next; if none will, the message stays queued.
+            Ok((peer, greeting)) if greeting.code == 220 => {
                 return Ok((peer, t.mx_host.to_ascii_lowercase(), label, greeting))
             }
             Ok((mut peer, greeting)) => {
@@ -240,43 +242,60 @@ impl Session<'_> {
                     self.phase = Phase::Greeted;
                     self.relay(&line)?;
                 }
-                (Phase::Greeted | Phase::ExpectEhlo, Verb::Mail) => {
+                // The policy is decided before the first MAIL, and before a
+                // STARTTLS, after which we could only pipe bytes we cannot see.
+                (Phase::Greeted | Phase::ExpectEhlo, Verb::Mail | Verb::StartTls) => {
                     if let Some(reason) = self.check_policy()? {
-                        let reply = Reply::new(421, &format!("4.7.5 {reason}"));
-                        self.summary.last_reply = reply.summary();
-                        self.sendmail.send_reply(&reply)?;
-                        let _ = self.remote.send(b"QUIT\r\n");
-                        self.remote.close();
-                        finish_with_sendmail(&mut self.sendmail);
-                        self.summary.outcome = "deferred by policy".into();
-                        return Ok(());
+                        return self.defer_by_policy(&reason);
                     }
                     self.phase = Phase::Relaying;
-                    self.relay(&line)?;
+                    if v == Verb::Mail {
+                        self.relay(&line)?;
+                    } else if let Some(done) = self.relay_other(&line)? {
+                        return done;
+                    }
                 }
                 _ => {
-                    let (step, reply) = relay::relay_command(
-                        &line,
-                        &mut self.sendmail,
-                        &mut self.remote,
-                        self.cfg.relay,
-                    )?;
-                    self.summary.last_reply = reply.summary();
-                    if reply.code == 250 && ends_message(&line) {
-                        self.delivered();
-                    }
-                    match step {
-                        Step::Continue => {}
-                        Step::Quit => {
-                            self.sendmail.close();
-                            self.remote.finish();
-                            return Ok(());
-                        }
-                        Step::Pipe => return self.pipe(),
+                    if let Some(done) = self.relay_other(&line)? {
+                        return done;
                     }
                 }
             }
         }
+    }
+
+    /// Relay any other command; `Some(result)` when the session is over.
+    fn relay_other(&mut self, line: &[u8]) -> Result<Option<Result<(), Error>>, Error> {
+        let (step, reply) =
+            relay::relay_command(line, &mut self.sendmail, &mut self.remote, self.cfg.relay)?;
+        // The log line reports what became of the message, not the 221 to QUIT.
+        if crate::smtp::command::verb(line) != Verb::Quit {
+            self.summary.last_reply = reply.summary();
+        }
+        if reply.code == 250 && ends_message(line) {
+            self.delivered();
+        }
+        Ok(match step {
+            Step::Continue => None,
+            Step::Quit => {
+                self.sendmail.close();
+                self.remote.finish();
+                Some(Ok(()))
+            }
+            Step::Pipe => Some(self.pipe()),
+        })
+    }
+
+    /// Answer sendmail's command with a 4xx (the message stays queued) and end.
+    fn defer_by_policy(&mut self, reason: &str) -> Result<(), Error> {
+        let reply = Reply::new(421, &format!("4.7.5 {reason}"));
+        self.summary.last_reply = reply.summary();
+        self.sendmail.send_reply(&reply)?;
+        let _ = self.remote.send(b"QUIT\r\n");
+        self.remote.close();
+        finish_with_sendmail(&mut self.sendmail);
+        self.summary.outcome = "deferred by policy".into();
+        Ok(())
     }
 
     fn relay(&mut self, line: &[u8]) -> Result<(), Error> {
@@ -336,6 +355,9 @@ impl Session<'_> {
             self.suite = Some(suite);
             self.peer_fingerprint = fp;
             ehlo::strip_keyword(&mut inner);
+            // TLS inside our channel would add nothing and would hide the
+            // dialogue from us (no pin after delivery): not offered to sendmail.
+            ehlo::strip_capability(&mut inner, "STARTTLS");
             self.summary.last_reply = inner.summary();
             return self.sendmail.send_reply(&inner);
         }

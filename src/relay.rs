@@ -121,10 +121,9 @@ pub fn relay_command(
                 .writer
                 .write_all(line)
                 .map_err(Error::io(server.name))?;
-            client
-                .reader
-                .copy_exact(size, &mut server.writer, client.name)?;
-            server.writer.flush().map_err(Error::io(server.name))?;
+            let mut latch = Latch::new(&mut server.writer);
+            client.reader.copy_exact(size, &mut latch, client.name)?;
+            latch.finish().map_err(Error::io(server.name))?;
             let reply = server.read_reply()?;
             client.send_reply(&reply)?;
             Ok((Step::Continue, reply))
@@ -136,10 +135,14 @@ pub fn relay_command(
             if reply.code != 354 {
                 return Ok((Step::Continue, reply));
             }
+            // The client writes its whole message before it reads a reply: if the
+            // server side fails midway, keep reading to the dot so the client
+            // gets its 4xx instead of both ends blocking on full pipes.
+            let mut latch = Latch::new(&mut server.writer);
             client
                 .reader
-                .copy_data(&mut server.writer, opts.forbid_bare_newline, client.name)?;
-            server.writer.flush().map_err(Error::io(server.name))?;
+                .copy_data(&mut latch, opts.forbid_bare_newline, client.name)?;
+            latch.finish().map_err(Error::io(server.name))?;
             let reply = server.read_reply()?;
             client.send_reply(&reply)?;
             Ok((Step::Continue, reply))
@@ -218,6 +221,42 @@ fn copy_out(reader: LineReader<BoxRead>, w: &mut BoxSink) -> io::Result<()> {
         };
         w.write_all(&buf[..n])?;
         w.flush()?;
+    }
+}
+
+/// A writer that remembers its first error and swallows what follows, so a
+/// copy can run to the end of its input after the output has failed.
+struct Latch<'w> {
+    inner: &'w mut dyn Write,
+    err: Option<io::Error>,
+}
+
+impl<'w> Latch<'w> {
+    fn new(inner: &'w mut dyn Write) -> Self {
+        Latch { inner, err: None }
+    }
+
+    /// Flush, then report the first error, if any.
+    fn finish(self) -> io::Result<()> {
+        match self.err {
+            Some(e) => Err(e),
+            None => self.inner.flush(),
+        }
+    }
+}
+
+impl Write for Latch<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.err.is_none() {
+            if let Err(e) = self.inner.write_all(buf) {
+                self.err = Some(e);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

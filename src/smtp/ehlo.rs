@@ -46,11 +46,17 @@ pub fn offered_suites(reply: &Reply) -> Option<String> {
 /// Remove every XBLACKPONY line (sendmail must not see the keyword) and keep
 /// the reply well formed.
 pub fn strip_keyword(reply: &mut Reply) {
+    strip_capability(reply, KEYWORD);
+}
+
+/// Remove every line advertising capability `kw` (case-insensitive), keeping
+/// the reply well formed. The first line is the greeting, never a capability.
+pub fn strip_capability(reply: &mut Reply, kw: &str) {
     let mut first = true;
     reply.lines.retain(|line| {
         let keep = first || {
             let text = super::command::trim_eol(line).get(4..).unwrap_or(&[]);
-            !keyword_of(text).eq_ignore_ascii_case(KEYWORD.as_bytes())
+            !keyword_of(text).eq_ignore_ascii_case(kw.as_bytes())
         };
         first = false;
         keep

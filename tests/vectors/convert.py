@@ -15,10 +15,18 @@ plain words; `flags` is a comma-separated list (possibly empty). No value
 contains whitespace, so a line splits on whitespace and then on the first
 `=`. The RSA-OAEP file keeps Wycheproof's free-text `comment`, with each run
 of whitespace replaced by `_` (the test keys one documented deviation on it).
+`result` is `valid` or `invalid`, and in x25519.txt also `acceptable`
+(Wycheproof's "legal, but a library may refuse it"; see tests/fs_vectors.rs).
+
+Files written, and the Rust test reading each:
+
+    hmac_sha1.txt, hkdf_sha1.txt, rsa_oaep_2048_sha1.txt   tests/primitive_vectors.rs
+    x25519.txt, chacha20_poly1305.txt,
+    rsa_pss_2048_sha256.txt, rsa_pss_3072_sha256.txt      tests/fs_vectors.rs
 
 --check additionally cross-checks every vector against Python's hmac module
 and, if installed, the `cryptography` package (an implementation independent
-of the RustCrypto crates the Rust test exercises). It is optional: nothing in
+of the RustCrypto crates the Rust tests exercise). It is optional: nothing in
 the build runs it.
 """
 
@@ -189,6 +197,132 @@ def convert_oaep():
     return doc
 
 
+def convert_x25519():
+    src = "x25519_test.json"
+    doc = load(src)
+    assert doc["algorithm"] == "XDH", doc["algorithm"]
+    lines = header(src, doc, "tc result private public shared flags")
+    n = 0
+    for group, t in all_tests(doc):
+        assert (group["type"], group["curve"]) == ("XdhComp", "curve25519"), group
+        assert t["result"] in ("valid", "acceptable", "invalid"), t
+        for key in ("private", "public", "shared"):
+            assert len(t[key]) == 64, (t["tcId"], key)
+        lines.append(
+            fmt(
+                "test",
+                [
+                    ("tc", t["tcId"]),
+                    ("result", t["result"]),
+                    ("private", check_hex(t["private"])),
+                    ("public", check_hex(t["public"])),
+                    ("shared", check_hex(t["shared"])),
+                    ("flags", ",".join(t["flags"])),
+                ],
+            )
+        )
+        n += 1
+    assert n == doc["numberOfTests"], (n, doc["numberOfTests"])
+    write("x25519.txt", lines)
+    return doc
+
+
+def convert_chacha():
+    src = "chacha20_poly1305_test.json"
+    doc = load(src)
+    assert doc["algorithm"] == "CHACHA20-POLY1305", doc["algorithm"]
+    lines = header(src, doc, "tc result key iv aad msg ct tag flags")
+    n = 0
+    for group in doc["testGroups"]:
+        assert group["type"] == "AeadTest"
+        lines.append(
+            fmt(
+                "group",
+                [
+                    ("ivbits", group["ivSize"]),
+                    ("keybits", group["keySize"]),
+                    ("tagbits", group["tagSize"]),
+                ],
+            )
+        )
+        for t in group["tests"]:
+            assert t["result"] in ("valid", "invalid"), t
+            assert len(t["iv"]) * 4 == group["ivSize"], t["tcId"]
+            lines.append(
+                fmt(
+                    "test",
+                    [
+                        ("tc", t["tcId"]),
+                        ("result", t["result"]),
+                        ("key", check_hex(t["key"])),
+                        ("iv", check_hex(t["iv"])),
+                        ("aad", check_hex(t["aad"])),
+                        ("msg", check_hex(t["msg"])),
+                        ("ct", check_hex(t["ct"])),
+                        ("tag", check_hex(t["tag"])),
+                        ("flags", ",".join(t["flags"])),
+                    ],
+                )
+            )
+            n += 1
+    assert n == doc["numberOfTests"], (n, doc["numberOfTests"])
+    write("chacha20_poly1305.txt", lines)
+    return doc
+
+
+def convert_pss(src, out, bits):
+    doc = load(src)
+    assert doc["algorithm"] == "RSASSA-PSS", doc["algorithm"]
+    lines = header(src, doc, "tc result msg sig flags")
+    n = 0
+    for group in doc["testGroups"]:
+        assert group["type"] == "RsassaPssVerify"
+        assert (group["sha"], group["mgf"], group["mgfSha"], group["sLen"]) == (
+            "SHA-256", "MGF1", "SHA-256", 32), group["sha"]
+        assert group["keySize"] == bits, group["keySize"]
+        lines.append(
+            fmt(
+                "group",
+                [
+                    ("bits", group["keySize"]),
+                    ("sha", group["sha"]),
+                    ("mgf", group["mgf"]),
+                    ("mgfsha", group["mgfSha"]),
+                    ("slen", group["sLen"]),
+                    # n and e without DER's leading zero byte, to cross-check
+                    # the key decoded from the SubjectPublicKeyInfo DER.
+                    ("n", strip_zero_bytes(group["publicKey"]["modulus"])),
+                    ("e", strip_zero_bytes(group["publicKey"]["publicExponent"])),
+                    ("spki", check_hex(group["publicKeyDer"])),
+                ],
+            )
+        )
+        for t in group["tests"]:
+            assert t["result"] in ("valid", "acceptable", "invalid"), t
+            lines.append(
+                fmt(
+                    "test",
+                    [
+                        ("tc", t["tcId"]),
+                        ("result", t["result"]),
+                        ("msg", check_hex(t["msg"])),
+                        ("sig", check_hex(t["sig"])),
+                        ("flags", ",".join(t["flags"])),
+                    ],
+                )
+            )
+            n += 1
+    assert n == doc["numberOfTests"], (n, doc["numberOfTests"])
+    write(out, lines)
+    return doc
+
+
+PSS_FILES = (
+    ("rsa_pss_2048_sha256_mgf1_32_test.json", "rsa_pss_2048_sha256.txt", 2048),
+    ("rsa_pss_3072_sha256_mgf1_32_test.json", "rsa_pss_3072_sha256.txt", 3072),
+)
+
+
 # --- optional cross-check with independent implementations -----------------
 
 
@@ -244,11 +378,87 @@ def check(hmac_doc, hkdf_doc, oaep_doc):
     return n
 
 
+def check_fs(x_doc, chacha_doc, pss_docs):
+    """The forward-secret suite's vectors against pyca/cryptography (OpenSSL).
+    Returns the number checked, or 0 when cryptography is not installed."""
+    try:
+        from cryptography.exceptions import InvalidSignature, InvalidTag
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (
+            X25519PrivateKey, X25519PublicKey)
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    except ImportError:
+        print("cryptography not installed: X25519, ChaCha20-Poly1305 and "
+              "RSA-PSS vectors not cross-checked")
+        return 0
+    n = 0
+    zero = bytes(32)
+    refused = zeros = 0
+    for _, t in all_tests(x_doc):
+        priv = X25519PrivateKey.from_private_bytes(bytes.fromhex(t["private"]))
+        pub = X25519PublicKey.from_public_bytes(bytes.fromhex(t["public"]))
+        shared = bytes.fromhex(t["shared"])
+        try:
+            got = priv.exchange(pub)
+        except ValueError:
+            got = zero  # OpenSSL refuses an all-zero shared secret
+            refused += 1
+        assert got == shared, t["tcId"]
+        zeros += shared == zero
+        n += 1
+    # OpenSSL refuses exactly the all-zero results, as blackpony does.
+    assert refused == zeros, (refused, zeros)
+    for group in chacha_doc["testGroups"]:
+        for t in group["tests"]:
+            key, iv, aad, msg, ct, tag = (bytes.fromhex(t[k]) for k in
+                                          ("key", "iv", "aad", "msg", "ct", "tag"))
+            aead = ChaCha20Poly1305(key)
+            if len(iv) != 12:
+                assert t["result"] == "invalid", t["tcId"]
+                try:
+                    aead.encrypt(iv, msg, aad)
+                    raise AssertionError(f"nonce of {len(iv)} bytes accepted")
+                except ValueError:
+                    pass
+            elif t["result"] == "valid":
+                assert aead.encrypt(iv, msg, aad) == ct + tag, t["tcId"]
+                assert aead.decrypt(iv, ct + tag, aad) == msg, t["tcId"]
+            else:
+                try:
+                    aead.decrypt(iv, ct + tag, aad)
+                    raise AssertionError(f"invalid tc {t['tcId']} accepted")
+                except InvalidTag:
+                    pass
+            n += 1
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    for doc in pss_docs:
+        for group in doc["testGroups"]:
+            key = serialization.load_der_public_key(bytes.fromhex(group["publicKeyDer"]))
+            assert key.public_numbers().n == int(group["publicKey"]["modulus"], 16)
+            for t in group["tests"]:
+                try:
+                    key.verify(bytes.fromhex(t["sig"]), bytes.fromhex(t["msg"]), pss,
+                               hashes.SHA256())
+                    ok = True
+                except InvalidSignature:
+                    ok = False
+                assert t["result"] != "acceptable", t["tcId"]  # none in these files
+                assert ok == (t["result"] == "valid"), t["tcId"]
+                n += 1
+    return n
+
+
 def main():
     docs = (convert_hmac(), convert_hkdf(), convert_oaep())
     print("wrote hmac_sha1.txt, hkdf_sha1.txt, rsa_oaep_2048_sha1.txt")
+    fs_docs = (convert_x25519(), convert_chacha(),
+               [convert_pss(src, out, bits) for src, out, bits in PSS_FILES])
+    print("wrote x25519.txt, chacha20_poly1305.txt, "
+          + ", ".join(out for _, out, _ in PSS_FILES))
     if "--check" in sys.argv[1:]:
-        print(f"cross-checked {check(*docs)} vectors against independent implementations")
+        n = check(*docs) + check_fs(*fs_docs)
+        print(f"cross-checked {n} vectors against independent implementations")
 
 
 if __name__ == "__main__":
