@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install what the test suite needs on a fresh Debian machine: the real
-# servers the integration tests start (dnsmasq, sendmail, openbsd-inetd),
+# servers the integration tests start (dnsmasq, openbsd-inetd), chromium for
+# the HTML report test,
 # a capture tool (tshark) and Python for the smtplib client.
 # Safe to run again; needs root (or sudo) for apt-get.
 set -eu
@@ -9,7 +10,7 @@ SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
 need=""
-for pkg in dnsmasq-base openbsd-inetd python3 tshark; do
+for pkg in dnsmasq-base openbsd-inetd python3 tshark chromium fonts-liberation; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

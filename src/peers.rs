@@ -284,6 +284,7 @@ impl KnownPeers {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(PeersError::Io(e, path)),
         };
+        give_to_dir_owner(&file, &path)?;
         let locked = if exclusive {
             file.lock()
         } else {
@@ -362,8 +363,24 @@ fn write_temp(tmp: &Path, content: &[u8]) -> Result<(), PeersError> {
         .mode(FILE_MODE)
         .open(tmp)
         .map_err(io_err)?;
+    give_to_dir_owner(&file, tmp)?;
     file.write_all(content).map_err(io_err)?;
     file.sync_all().map_err(io_err)
+}
+
+/// Files of the store belong to the owner of its directory (the mailer's
+/// user): when root runs `--forget` or `--list-peers`, a lock or store file
+/// it creates must stay usable by the mailer, which does not run as root.
+/// Only root can give a file away; anyone else creates it as the owner.
+fn give_to_dir_owner(file: &File, path: &Path) -> Result<(), PeersError> {
+    use std::os::unix::fs::MetadataExt;
+    let io_err = |e| PeersError::Io(e, path.to_path_buf());
+    let dir = fs::metadata(parent_dir(path)).map_err(io_err)?;
+    let mine = file.metadata().map_err(io_err)?;
+    if (mine.uid(), mine.gid()) != (dir.uid(), dir.gid()) && mine.uid() == 0 {
+        std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())).map_err(io_err)?;
+    }
+    Ok(())
 }
 
 /// Reads and parses the file; a missing file is empty.

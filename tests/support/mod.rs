@@ -274,6 +274,12 @@ pub fn start_inbound(backend: SocketAddr, extra: &[&str], log: &Path) -> (Daemon
             "--log",
         ])
         .arg(log)
+        // Session records next to the log, unless the test names its own file.
+        .args(if extra.contains(&"--record") {
+            vec![]
+        } else {
+            vec!["--record".into(), log.with_extension("jsonl")]
+        })
         .args(extra)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())

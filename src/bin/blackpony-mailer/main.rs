@@ -15,6 +15,7 @@ use blackpony::outbound::{self, OutboundConfig};
 use blackpony::peers::KnownPeers;
 use blackpony::policy::{Policy, PolicyMap};
 use blackpony::relay::{Peer, RelayOptions};
+use blackpony::session_record::{self, RecordFile};
 use blackpony::{netio, Error};
 
 const DEFAULT_KNOWN_PEERS: &str = "/var/lib/blackpony/known_peers";
@@ -65,8 +66,34 @@ fn options() -> getopts::Options {
         "name to send in EHLO in --pipe mode (default: /etc/mailname or the host name)",
         "NAME",
     );
+    o.optopt(
+        "",
+        "record",
+        &format!(
+            "append one JSON line per delivery to FILE for blackpony-report (default {}; none: do not)",
+            session_record::DEFAULT_PATH
+        ),
+        "FILE",
+    );
     cli::common_options(&mut o);
     o
+}
+
+/// The session record (--record), set once in main.
+static RECORD: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
+
+/// Logs the delivery's line and appends its record, both from the one summary.
+fn finish(summary: &outbound::Summary) {
+    let rec = session_record::from_outbound(summary);
+    log::info!("{}", summary.log_line());
+    if let Some(Some(f)) = RECORD.get() {
+        if let Err(e) = f.append(&rec) {
+            log::warn!(
+                "cannot append the session record to {}: {e}",
+                f.path().display()
+            );
+        }
+    }
 }
 
 fn usage(o: &getopts::Options) -> String {
@@ -142,6 +169,14 @@ fn main() -> ExitCode {
     if let Err(e) = blackpony::logging::init("blackpony-mailer", log_file.as_deref()) {
         return greet_error(&Error::Config(e));
     }
+    let record = match m.opt_str("record").as_deref() {
+        Some("none") => None,
+        p => Some(RecordFile::new(
+            p.unwrap_or(session_record::DEFAULT_PATH),
+            session_record::DEFAULT_MAX_BYTES,
+        )),
+    };
+    let _ = RECORD.set(record);
     if m.opt_present("pipe") {
         return pipe_mode(&m, &key_path, peers);
     }
@@ -163,7 +198,7 @@ fn main() -> ExitCode {
     let reader = netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout);
     let sendmail = Peer::new(Box::new(reader), Box::new(std::io::stdout()), "sendmail");
     let summary = outbound::deliver(&dest, sendmail, &cfg);
-    log::info!("{}", summary.log_line());
+    finish(&summary);
     if summary.outcome == "quit" {
         ExitCode::SUCCESS
     } else {
@@ -213,7 +248,7 @@ fn pipe_mode(m: &getopts::Matches, key_path: &std::path::Path, peers: KnownPeers
         let stdin = std::io::stdin();
         let outcome = blackpony::pipe_client::run_client(&env, &mut stdin.lock(), cmd_w, rep_r);
         if let Ok(summary) = session.join() {
-            log::info!("{}", summary.log_line());
+            finish(&summary);
         }
         outcome
     });

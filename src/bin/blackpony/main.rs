@@ -15,6 +15,7 @@ use blackpony::error::exit;
 use blackpony::inbound::{self, ClientAddressPassing, ClientConn, InboundConfig};
 use blackpony::netio;
 use blackpony::relay::RelayOptions;
+use blackpony::session_record::{self, RecordFile};
 use blackpony::Error;
 
 const DEFAULT_BACKEND: &str = "127.0.0.1:2525";
@@ -57,8 +58,34 @@ fn options() -> getopts::Options {
         "size of a generated key: 2048 (default), 3072 or 4096",
         "BITS",
     );
+    o.optopt(
+        "",
+        "record",
+        &format!(
+            "append one JSON line per session to FILE for blackpony-report (default {}; none: do not)",
+            session_record::DEFAULT_PATH
+        ),
+        "FILE",
+    );
     cli::common_options(&mut o);
     o
+}
+
+/// The session record (--record), set once in main.
+static RECORD: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
+
+/// Logs the session's line and appends its record, both from the one summary.
+fn finish(summary: &inbound::Summary) {
+    let rec = session_record::from_inbound(summary);
+    log::info!("{}", summary.log_line());
+    if let Some(Some(f)) = RECORD.get() {
+        if let Err(e) = f.append(&rec) {
+            log::warn!(
+                "cannot append the session record to {}: {e}",
+                f.path().display()
+            );
+        }
+    }
 }
 
 fn usage(o: &getopts::Options) -> String {
@@ -113,6 +140,14 @@ fn main() -> ExitCode {
     if let Err(e) = blackpony::logging::init("blackpony", log_file.as_deref()) {
         return config_error(&Error::Config(e));
     }
+    let record = match m.opt_str("record").as_deref() {
+        Some("none") => None,
+        p => Some(RecordFile::new(
+            p.unwrap_or(session_record::DEFAULT_PATH),
+            session_record::DEFAULT_MAX_BYTES,
+        )),
+    };
+    let _ = RECORD.set(record);
     let cfg = match config(&m, &key_path) {
         Ok(c) => c,
         Err(e) => {
@@ -201,7 +236,7 @@ fn serve_stdin(cfg: &InboundConfig) -> ExitCode {
         }
     };
     let summary = inbound::serve(conn, cfg);
-    log::info!("{}", summary.log_line());
+    finish(&summary);
     ExitCode::SUCCESS
 }
 
@@ -246,7 +281,7 @@ fn serve_stream(stream: TcpStream, cfg: &InboundConfig) {
         addrs: Some((peer, local)),
     };
     let summary = inbound::serve(conn, cfg);
-    log::info!("{}", summary.log_line());
+    finish(&summary);
 }
 
 /// A configuration error. Under inetd stdout is the client: it gets a 421

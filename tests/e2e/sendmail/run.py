@@ -1,0 +1,851 @@
+#!/usr/bin/python3
+"""End-to-end checks over real sendmail, inetd/xinetd, dnsmasq and tshark.
+
+Run by scripts/e2e-sendmail.sh, which builds the topology and starts the
+daemons (see its header). Usage: run.py main | xinetd | systemd
+Prints one PASS or FAIL line per check and exits 1 if any failed.
+
+Environment: E2E_DIR, BLACKPONY_BIN, E2E_REPO, E2E_CTL (ctl.sh), E2E_DNS_PORT.
+"""
+import base64
+import email.utils
+import os
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+import traceback
+
+D = os.environ["E2E_DIR"]
+BIN = os.environ["BLACKPONY_BIN"]
+REPO = os.environ["E2E_REPO"]
+CTL = os.environ.get("E2E_CTL") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "ctl.sh")
+
+A = ("127.0.0.2", 2500)        # site A: sendmail, blackpony-mailer for remote mail
+A2 = ("127.0.0.6", 2500)       # plain A': sendmail, stock esmtp mailer
+B_PUBLIC = ("127.0.0.3", 25)   # site B: inetd/xinetd -> blackpony
+B_BACKEND = ("127.0.0.3", 2525)  # site B: sendmail behind blackpony
+B_SOURCE = "127.0.0.5"         # blackpony's --source address towards the backend
+OUTSIDE = "127.0.0.9"          # an "outside" client's address
+B_RSA = ("127.0.0.7", 25)      # site B again, blackpony restricted to --suites RSA-BLOWFISH
+GO_AHEAD = re.compile(rb"220 2\.0\.0 Go ahead with ([A-Z0-9-]+)\r\n")
+
+B_LOG = os.path.join(D, "logs", "b-blackpony.log")
+B_RSA_LOG = os.path.join(D, "logs", "b-blackpony-rsa.log")
+A_LOG = os.path.join(D, "logs", "a-mailer.log")
+SYSLOG = os.path.join(D, "logs", "syslog")   # only when this run provides /dev/log
+
+failures = []
+RUN_ID = "%x" % int(time.time() * 1000)
+SUITE = "?"  # what two default blackponies negotiate: the first suite B offers (test 1 finds out)
+
+
+def report(ok, what, detail=""):
+    print("%s  %s%s" % ("PASS" if ok else "FAIL", what, ("  -- " + detail) if detail and not ok else ""), flush=True)
+    if not ok:
+        failures.append(what)
+    return ok
+
+
+def info(text):
+    print("      " + text, flush=True)
+
+
+class Test:
+    """Times one numbered test; an exception inside is a FAIL, not a crash."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        print("--- %s" % self.name, flush=True)
+        self.t = time.time()
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is not None and not issubclass(kind, Exception):
+            return False  # SIGTERM or ^C: stop here (the finally blocks stop captures, restart daemons)
+        if kind is not None:
+            report(False, "%s: unexpected error" % self.name,
+                   "".join(traceback.format_exception(kind, value, tb)[-3:]).strip())
+        print("TIME  %-52s %6.2f s" % (self.name, time.time() - self.t), flush=True)
+        return True
+
+
+# ------------------------------------------------------------------ helpers
+
+def ctl(*args, check=True):
+    p = subprocess.run([CTL, *args], capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError("ctl.sh %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
+    return p
+
+
+def log_mark(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def log_since(path, mark):
+    try:
+        with open(path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode("utf-8", "replace").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def wait_lines(path, mark, pattern, count=1, timeout=10.0):
+    """Lines after `mark` matching `pattern`; waits until there are `count`
+    (blackpony writes its session line when the connection has ended, which
+    can be a moment after the sender got its reply)."""
+    rx = re.compile(pattern)
+    deadline = time.time() + timeout
+    while True:
+        lines = [l for l in log_since(path, mark) if rx.search(l)]
+        if len(lines) >= count or time.time() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def field(line, name):
+    m = re.search(r"\b%s=(\S+)" % re.escape(name), line)
+    return m.group(1) if m else None
+
+
+def message(tag, sender, rcpt, subject, body, headers=()):
+    """A message as bytes with CRLF line ends; `body` is bytes with CRLF."""
+    head = [
+        "From: <%s>" % sender,
+        "To: <%s>" % rcpt,
+        "Subject: %s" % subject,
+        "Date: %s" % email.utils.formatdate(),
+        "Message-ID: <%s.%s@e2e.test>" % (tag, RUN_ID),
+        "MIME-Version: 1.0",
+        *headers,
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def send(server, sender, rcpts, msg, mail_options=(), source="127.0.0.1"):
+    with smtplib.SMTP(server[0], server[1], local_hostname="client.e2e.test",
+                      source_address=(source, 0), timeout=120) as s:
+        refused = s.sendmail(sender, rcpts, msg, mail_options=list(mail_options))
+    return refused
+
+
+def find_delivered(site, tag, timeout=10.0, user=None):
+    """The file the local mailer of `site` wrote for the message `tag` (to `user`)."""
+    want = ("Message-ID: <%s.%s@e2e.test>" % (tag, RUN_ID)).encode()
+    out = os.path.join(D, site, "out")
+    deadline = time.time() + timeout
+    while True:
+        for name in sorted(os.listdir(out)):
+            if name.endswith(".tmp") or (user and not name.endswith(".%s.eml" % user)):
+                continue
+            data = open(os.path.join(out, name), "rb").read()
+            head = data.split(b"\n\n", 1)[0]
+            if want in head.split(b"\n"):
+                return data
+        if time.time() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def body_of_sent(msg):
+    return msg.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
+
+
+def body_of_delivered(data):
+    return data.split(b"\n\n", 1)[1]
+
+
+def check_delivered(site, tag, msg, what, user=None):
+    data = find_delivered(site, tag, user=user)
+    if data is None:
+        return report(False, what, "no file in %s/%s/out has this Message-ID" % (D, site))
+    got, want = body_of_delivered(data), body_of_sent(msg)
+    if got == want:
+        return report(True, what + " (%d bytes of body, identical)" % len(want))
+    i = next((i for i in range(min(len(got), len(want))) if got[i] != want[i]), min(len(got), len(want)))
+    return report(False, what, "body differs at byte %d of %d/%d: sent %r, delivered %r"
+                  % (i, len(want), len(got), want[max(0, i - 40):i + 40], got[max(0, i - 40):i + 40]))
+
+
+def mailq(site):
+    return ctl("mailq", site, check=False).stdout
+
+
+def queue_files(site):
+    return [f for f in os.listdir(os.path.join(D, site, "queue")) if f.startswith("qf")]
+
+
+class Capture:
+    """tshark on lo, started before the traffic and stopped after it."""
+
+    def __init__(self, name, bpf):
+        self.path = os.path.join(D, "cap", name + ".pcapng")
+        self.err = open(os.path.join(D, "cap", name + ".tshark.err"), "w+")
+        self.p = subprocess.Popen(["tshark", "-i", "lo", "-f", bpf, "-w", self.path, "-q"],
+                                  stdout=subprocess.DEVNULL, stderr=self.err, start_new_session=True)
+        try:
+            deadline = time.time() + 20
+            while True:
+                self.err.seek(0)
+                if "Capturing on" in self.err.read():
+                    break
+                if self.p.poll() is not None or time.time() > deadline:
+                    self.err.seek(0)
+                    raise RuntimeError("tshark did not start: " + self.err.read())
+                time.sleep(0.05)
+            time.sleep(0.3)  # "Capturing on" is printed just before the filter is live
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        if self.p.poll() is None:
+            time.sleep(0.3)  # let the last segments reach the capture
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+    def streams(self):
+        """TCP payloads per stream in capture order:
+        {(stream, server address): [(source port, bytes)]}."""
+        out = subprocess.run(["tshark", "-r", self.path, "-T", "fields", "-e", "tcp.stream", "-e", "ip.dst",
+                              "-e", "tcp.dstport", "-e", "tcp.srcport", "-e", "tcp.payload"],
+                             capture_output=True, text=True, check=True).stdout
+        streams, servers = {}, {}
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) < 5:
+                continue
+            n = int(parts[0])
+            if parts[2] == "25":
+                servers.setdefault(n, parts[1])
+            if parts[4]:
+                streams.setdefault(n, []).append((int(parts[3]), bytes.fromhex(parts[4].replace(":", ""))))
+        return {(n, servers.get(n, "?")): chunks for n, chunks in streams.items()}
+
+
+# ------------------------------------------------------------------ messages
+
+def msg_dots(sender, rcpt, tag="dots"):
+    body = (b"Dot-stuffing, both ways.\r\n"
+            b".leading dot\r\n"
+            b"..two leading dots\r\n"
+            b".\r\n"
+            b"...\r\n"
+            b" .\r\n"
+            b". trailing text\r\n"
+            b"From the start of a line\r\n"
+            b"\r\n"
+            b".\r\n"
+            b"last line\r\n")
+    return message(tag, sender, rcpt, "e2e dot-stuffing", body)
+
+
+def msg_utf8(sender, rcpt):
+    text = ("8-bit UTF-8 text: Gr\u00fc\u00dfe, na\u00efve caf\u00e9, \u00a9 \u20ac\r\n"
+            "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 \u2603 \U0001F40E\r\n"
+            "\u0645\u0631\u062d\u0628\u0627  \u0417\u0434\u0440\u0430\u0432\u0441\u0442\u0432\u0443\u0439\u0442\u0435\r\n"
+            "bytes 0x80-0xff as text: " + "".join(chr(c) for c in range(0xa0, 0x100)) + "\r\n")
+    return message("utf8", sender, rcpt, "e2e 8-bit", text.encode("utf-8"),
+                   ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"])
+
+
+def msg_long(sender, rcpt, tag="long"):
+    line = "".join("0123456789"[i % 10] for i in range(990)).encode()
+    body = b"A line of exactly 990 characters follows.\r\n" + line + b"\r\n" + b"y" * 989 + b"\r\nend\r\n"
+    return message(tag, sender, rcpt, "e2e 990-character line", body)
+
+
+def msg_attachment(sender, rcpt, size=3 * 1024 * 1024):
+    raw = os.urandom(size * 3 // 4)
+    b64 = base64.encodebytes(raw).replace(b"\n", b"\r\n")  # 76-character lines
+    body = (b"--e2e-boundary\r\n"
+            b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+            b"A 3 MB base64 attachment follows.\r\n"
+            b"--e2e-boundary\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n"
+            b"Content-Disposition: attachment; filename=\"random.bin\"\r\n\r\n"
+            + b64 +
+            b"--e2e-boundary--\r\n")
+    return message("attach", sender, rcpt, "e2e 3 MB attachment", body,
+                   ["Content-Type: multipart/mixed; boundary=\"e2e-boundary\""])
+
+
+def msg_canary(tag, sender, rcpt, canary):
+    lines = [("%s line %03d: the quick brown fox jumps over the lazy dog" % (canary, i)).encode()
+             for i in range(200)]
+    return message(tag, sender, rcpt, "%s subject" % canary, b"\r\n".join(lines) + b"\r\n")
+
+
+# ------------------------------------------------------------------ tests
+
+def test_m4():
+    with Test("0 sendmail/blackpony.m4 as MAILER(blackpony)"):
+        first = os.path.join(D, "logs", "m4-a.first.err")
+        if os.path.exists(first):
+            report(False, "[0] m4 builds site A's cf with MAILER(blackpony) without complaints",
+                   "m4 said: " + open(first).read().strip().replace("\n", " | ")
+                   + " (the macros in the file's comment block are expanded: sendmail's cf.m4 turns"
+                   " m4 comments off; the run went on with the comment block stripped)")
+        else:
+            report(True, "[0] m4 builds site A's cf with MAILER(blackpony) without complaints")
+        cf = open(os.path.join(D, "a", "a.cf")).read()
+        m = re.search(r"^Mblackpony,.*?A=([^\n]*)", cf, re.S | re.M)
+        report(m is not None and m.group(1).startswith("blackpony-mailer ") and m.group(1).endswith("$h"),
+               "[0] site A has the blackpony mailer with A=blackpony-mailer ... $h",
+               m.group(0) if m else "no Mblackpony line")
+        mt = [l for l in cf.splitlines() if l.startswith("Kmailertable")]
+        report(len(mt) == 1 and D in mt[0], "[0] site A has exactly one mailertable map, the private one", repr(mt))
+        users = {n: open(os.path.join(D, "run", n + ".user")).read().strip() for n in ("mailer", "inbound", "xinetd")}
+        info("blackpony-mailer runs as %(mailer)s (U= of the mailer, else sendmail's DefaultUser; Debian: mail:mail),"
+             " blackpony as %(inbound)s (inetd.conf.sample) and %(xinetd)s (xinetd.d/blackpony)" % users)
+        report(len(set(users.values())) == 1,
+               "[0] one user can read the one host key: the mailer, inetd and xinetd all run as %s" % users["inbound"],
+               "blackpony-mailer runs as %(mailer)s but blackpony as %(inbound)s / %(xinetd)s: with the README's"
+               " single /etc/blackpony/host.key (mode 0600, chown nobody) one side cannot read it and defers or"
+               " stops offering encryption; give the mailer definition U=%(inbound)s (or use one dedicated user"
+               " everywhere). This run gives each side its own key, owned by its user." % users)
+
+
+def ehlo_offer(server, log):
+    """The suites blackpony at `server` offers in its EHLO reply. Returns
+    once blackpony has logged this probe's session line in `log`, so that it
+    cannot turn up later among the lines of the test."""
+    mark = log_mark(log)
+    with smtplib.SMTP(server[0], server[1], local_hostname="probe.e2e.test", timeout=30) as s:
+        s.ehlo()
+        offer = s.esmtp_features.get("xblackpony", "").split()
+        port = s.sock.getsockname()[1]
+    wait_lines(log, mark, r"\bsession client=[0-9.]+:%d " % port)
+    return offer
+
+
+def test_a_to_b():
+    global SUITE
+    with Test("1 A -> B, blackpony on both sides, byte for byte"):
+        offer, offer_rsa = ehlo_offer(B_PUBLIC, B_LOG), ehlo_offer(B_RSA, B_RSA_LOG)
+        info("B offers XBLACKPONY %s on 127.0.0.3:25, %s on 127.0.0.7:25 (--suites RSA-BLOWFISH)"
+             % (" ".join(offer), " ".join(offer_rsa)))
+        report(len(offer) >= 1 and "RSA-BLOWFISH" in offer and offer_rsa == ["RSA-BLOWFISH"],
+               "[1] B offers %s by default and only RSA-BLOWFISH with --suites RSA-BLOWFISH"
+               % ",".join(offer), "%r / %r" % (offer, offer_rsa))
+        SUITE = offer[0] if offer else "?"
+        bmark, rmark, amark = log_mark(B_LOG), log_mark(B_RSA_LOG), log_mark(A_LOG)
+        msgs = {
+            "dots": (msg_dots, "dot-stuffing"),
+            "utf8": (msg_utf8, "8-bit UTF-8 text (BODY=8BITMIME)"),
+            "long": (msg_long, "a 990-character line"),
+            "attach": (msg_attachment, "a 3 MB base64 attachment"),
+        }
+        rcpts = ["bob@site-b.test", "carol@rsa.site-b.test"]
+        sent = {}
+        t = time.time()
+        for tag, (make, what) in msgs.items():
+            msg = make("alice@site-a.test", "bob@site-b.test")
+            opts = ["BODY=8BITMIME"] if tag == "utf8" else []
+            refused = send(A, "alice@site-a.test", rcpts, msg, opts)
+            report(not refused, "[1] site A accepted for %s: %s" % (" and ".join(rcpts), what), repr(refused))
+            sent[tag] = msg
+        info("4 messages, 2 deliveries each, through A -> blackpony-mailer -> inetd/blackpony -> B in %.2f s"
+             % (time.time() - t))
+        for tag, (make, what) in msgs.items():
+            check_delivered("b", tag, sent[tag], "[1] in bob's mailbox (%s) byte for byte: %s" % (SUITE, what),
+                            user="bob")
+            check_delivered("b", tag, sent[tag], "[1] in carol's mailbox (RSA-BLOWFISH) byte for byte: %s" % what,
+                            user="carol")
+        fp_a = open(os.path.join(D, "a", "fingerprint")).read().split()[0]
+        fp_b = open(os.path.join(D, "b", "fingerprint")).read().split()[0]
+        for log, mark, suite, where in ((B_LOG, bmark, SUITE, "127.0.0.3:25"),
+                                        (B_RSA_LOG, rmark, "RSA-BLOWFISH", "127.0.0.7:25")):
+            sessions = wait_lines(log, mark, r"\bsession client=", count=len(msgs))
+            report(len(sessions) == len(msgs) and all(field(l, "suite") == suite and field(l, "end") == "quit"
+                                                      for l in sessions),
+                   "[1] B's inbound log (%s): %d sessions, all suite=%s end=quit" % (where, len(sessions), suite),
+                   "\n".join(sessions))
+            report(sessions and all(field(l, "peer") == fp_a for l in sessions),
+                   "[1] B's inbound log (%s) names A's key as the peer" % where, "\n".join(sessions))
+            if sessions:
+                info("B: " + sessions[-1].split(": ", 1)[-1])
+        deliveries = wait_lines(A_LOG, amark, r"\bdelivery dest=", count=2 * len(msgs))
+        for dest, mx, suite in (("site-b.test", "mx.site-b.test[127.0.0.3:25]", SUITE),
+                                ("rsa.site-b.test", "mx-rsa.site-b.test[127.0.0.7:25]", "RSA-BLOWFISH")):
+            mine = [l for l in deliveries if field(l, "dest") == dest]
+            report(len(mine) == len(msgs) and all(field(l, "suite") == suite and field(l, "verdict") == "ok"
+                                                  and field(l, "mx") == mx and field(l, "peer") == fp_b for l in mine),
+                   "[1] A's mailer log: %d deliveries dest=%s mx=%s suite=%s peer=B's key verdict=ok"
+                   % (len(mine), dest, mx, suite), "\n".join(mine))
+            if mine:
+                info("A: " + mine[-1].split(": ", 1)[-1])
+        # As an administrator would: as root.
+        peers = subprocess.run([os.path.join(BIN, "blackpony-mailer"), "--known-peers",
+                                os.path.join(D, "a", "state", "known_peers"), "--list-peers"],
+                               capture_output=True, text=True)
+        rows = {r[0]: r[1:] for r in (l.split() for l in peers.stdout.splitlines()) if len(r) >= 3}
+        for host, suite in (("mx.site-b.test", SUITE), ("mx-rsa.site-b.test", "RSA-BLOWFISH")):
+            report(peers.returncode == 0 and rows.get(host, [None, None])[:2] == [fp_b, suite],
+                   "[1] A's known_peers pins %s to B's key %s (%s)" % (host, fp_b, suite),
+                   "--list-peers: %r %r" % (peers.stdout, peers.stderr))
+        report(not queue_files("a"), "[1] site A's queue is empty", mailq("a"))
+
+
+def after_handshake(chunks):
+    """Split one TCP stream's payload (both directions, capture order) at the
+    server's `220 2.0.0 Go ahead with <suite>` line: (plain part, suite,
+    encrypted part), or (everything, None, None) if there is none."""
+    plain = b""
+    for i, (port, data) in enumerate(chunks):
+        m = GO_AHEAD.search(data) if port == 25 else None
+        if m:
+            return (plain + data[:m.end()], m.group(1).decode(),
+                    data[m.end():] + b"".join(d for _, d in chunks[i + 1:]))
+        plain += data
+    return plain, None, None
+
+
+def test_capture():
+    with Test("2 the wire between A and B is encrypted (tshark)"):
+        canary = "CANARY-%s-PLAINTEXT" % RUN_ID
+        cap = Capture("a-to-b", "port 25 and (host 127.0.0.3 or host 127.0.0.7)")
+        try:
+            msg = msg_canary("canary", "alice@site-a.test", "bob@site-b.test", canary)
+            refused = send(A, "alice@site-a.test", ["bob@site-b.test", "carol@rsa.site-b.test"], msg)
+            delivered = [find_delivered("b", "canary", user=u) for u in ("bob", "carol")]
+        finally:
+            cap.stop()
+        report(not refused and all(d is not None and canary.encode() in d for d in delivered),
+               "[2] the canary message reached bob's and carol's mailboxes")
+        streams = cap.streams()
+        servers = sorted(srv for _, srv in streams)
+        report(servers == ["127.0.0.3", "127.0.0.7"],
+               "[2] tshark captured one connection to each of 127.0.0.3:25 and 127.0.0.7:25",
+               "%r, see %s" % (servers, cap.path))
+        secrets = [canary.encode(), b"bob@site-b.test", b"carol@rsa.site-b.test", b"alice@site-a.test",
+                   b"quick brown fox", b"MAIL FROM", b"RCPT TO", b"site-a.test", b"site-b.test", b"Subject:",
+                   b"Message-ID", b"\r\n250 ", b"\r\n354 ", b"\r\n221 "]
+        envelope = secrets[:7]
+        for (n, server), chunks in sorted(streams.items()):
+            want = SUITE if server == "127.0.0.3" else "RSA-BLOWFISH"
+            plain, suite, enc = after_handshake(chunks)
+            c2s = b"".join(d for p, d in chunks if p != 25)
+            report(b"EHLO " in plain and re.search(rb"\r\n250[ -]XBLACKPONY ", plain) is not None
+                   and re.search(rb"(^|\r\n)XBLACKPONY %s " % want.encode(), c2s) is not None,
+                   "[2] %s:25: plain EHLO, the XBLACKPONY offer and the XBLACKPONY %s command visible in the capture"
+                   % (server, want), "plain part: %r" % plain[:800])
+            if not report(suite == want, "[2] %s:25: '220 2.0.0 Go ahead with %s'" % (server, want),
+                          "got %r" % suite):
+                continue
+            seen = [s.decode() for s in secrets if s in enc]
+            report(not seen and len(enc) > len(msg),
+                   "[2] %s:25 (%s): nothing readable after the handshake (%d bytes: no canary text, no envelope"
+                   " address, no host name, no SMTP command or reply)" % (server, suite, len(enc)),
+                   "found in clear after the handshake: %s" % seen)
+            seen_before = [s.decode() for s in envelope if s in plain]
+            report(not seen_before, "[2] %s:25: no envelope or message text before the handshake either" % server,
+                   "found: %s" % seen_before)
+        info("capture: %s" % cap.path)
+
+
+def test_mixed():
+    with Test("3 mixed pairs: blackpony meets plain sendmail"):
+        amark = log_mark(A_LOG)
+        msg = msg_dots("alice@site-a.test", "carol@plain-b.test", tag="mixed1")
+        refused = send(A, "alice@site-a.test", ["carol@plain-b.test"], msg)
+        report(not refused, "[3] site A accepted mail for carol@plain-b.test")
+        check_delivered("p", "mixed1", msg, "[3] A (blackpony-mailer) -> plain B: delivered byte for byte")
+        lines = wait_lines(A_LOG, amark, r"\bdelivery dest=plain-b\.test")
+        report(len(lines) == 1 and field(lines[0], "suite") == "plain" and "mx.plain-b.test[127.0.0.4:25]" in lines[0]
+               and field(lines[0], "verdict") == "ok",
+               "[3] A's mailer log: dest=plain-b.test mx=mx.plain-b.test[127.0.0.4:25] suite=plain verdict=ok",
+               "\n".join(lines))
+        if lines:
+            info("A: " + lines[-1].split(": ", 1)[-1])
+
+        bmark = log_mark(B_LOG)
+        canary = "PLAINCANARY-%s" % RUN_ID
+        cap = Capture("a2-to-b", "host 127.0.0.3 and port 25")
+        try:
+            msg2 = msg_canary("mixed2", "dave@plain-a.test", "bob@site-b.test", canary)
+            refused = send(A2, "dave@plain-a.test", ["bob@site-b.test"], msg2)
+        finally:
+            cap.stop()
+        report(not refused, "[3] plain A' accepted mail for bob@site-b.test")
+        check_delivered("b", "mixed2", msg2, "[3] plain A' (esmtp) -> B (blackpony): delivered byte for byte")
+        lines = wait_lines(B_LOG, bmark, r"\bsession client=")
+        report(len(lines) == 1 and field(lines[0], "suite") == "plain" and field(lines[0], "end") == "quit",
+               "[3] B's inbound log: one session, suite=plain end=quit", "\n".join(lines))
+        if lines:
+            info("B: " + lines[-1].split(": ", 1)[-1])
+        wire = b"".join(d for chunks in cap.streams().values() for _, d in chunks)
+        report(canary.encode() in wire and b"bob@site-b.test" in wire and b"250 XBLACKPONY " in wire
+               and not GO_AHEAD.search(wire),
+               "[3] control: A' -> B is plain on the wire (canary readable in the capture; offer seen, not taken)")
+
+
+def smtp_dialogue(server, source, helo, steps):
+    """EHLO, then (command, args) steps; returns the EHLO reply and [(code, text)]."""
+    s = smtplib.SMTP(timeout=60, source_address=(source, 0), local_hostname=helo)
+    try:
+        s.connect(*server)
+        code, ehlo = s.ehlo(helo)
+        out = []
+        for cmd in steps:
+            out.append(s.docmd(cmd))
+        s.rset()
+        s.quit()
+        return code, ehlo.decode("utf-8", "replace"), [(c, t.decode("utf-8", "replace")) for c, t in out]
+    finally:
+        s.close()
+
+
+def test_open_relay():
+    with Test("4 no open relay through blackpony"):
+        bmark, smark = log_mark(B_LOG), log_mark(SYSLOG)
+        code, ehlo, replies = smtp_dialogue(B_PUBLIC, OUTSIDE, "outside.example", [
+            "MAIL FROM:<spammer@outside.example>",
+            "RCPT TO:<x@elsewhere.test>",
+            "RCPT TO:<bob@site-b.test>",
+        ])
+        info("EHLO reply via blackpony: " + ehlo.splitlines()[0])
+        report(code == 250 and "XBLACKPONY" in ehlo, "[4] an outside client (%s) gets blackpony's EHLO reply" % OUTSIDE,
+               ehlo)
+        report(replies[1][0] == 550 and "elaying denied" in replies[1][1],
+               "[4] RCPT TO:<x@elsewhere.test> from outside through blackpony: %d %s" % replies[1],
+               "expected 550 Relaying denied")
+        report(replies[2][0] == 250, "[4] RCPT TO:<bob@site-b.test> (local) from outside: %d" % replies[2][0],
+               replies[2][1])
+        report("[%s]" % B_SOURCE in ehlo,
+               "[4] sendmail sees the client as [%s] (blackpony's --source), not the real %s: "
+               "sendmail has no PROXY/XCLIENT support" % (B_SOURCE, OUTSIDE), ehlo.splitlines()[0])
+        lines = wait_lines(B_LOG, bmark, r"\bsession client=")
+        report(len(lines) == 1 and (field(lines[0], "client") or "").startswith(OUTSIDE + ":"),
+               "[4] blackpony's own log has the real client address %s" % OUTSIDE, "\n".join(lines))
+        if os.path.exists(SYSLOG):
+            rx = re.compile(r"ruleset=check_rcpt.*relay=\[%s\].*reject=550.*Relaying denied" % re.escape(B_SOURCE))
+            hits = [l for l in wait_lines(SYSLOG, smark, r"Relaying denied") if rx.search(l)]
+            report(len(hits) >= 1, "[4] B's sendmail log: the 550 for x@elsewhere.test names relay=[%s]" % B_SOURCE,
+                   "\n".join(log_since(SYSLOG, smark)[-10:]))
+            if hits:
+                info("syslog: " + hits[0][hits[0].find("sm-mta") if "sm-mta" in hits[0] else 0:][:200])
+        else:
+            info("no syslog check: /dev/log belongs to another syslog daemon on this machine")
+        # The same RCPT straight to the backend from 127.0.0.1: sendmail lets
+        # 127.0.0.1 relay, so a bare loopback hop would be an open relay and
+        # the 550 above is the --source address's doing.
+        code, ehlo, replies = smtp_dialogue(B_BACKEND, "127.0.0.1", "loopback.example", [
+            "MAIL FROM:<spammer@outside.example>",
+            "RCPT TO:<x@elsewhere.test>",
+        ])
+        report(replies[1][0] == 250,
+               "[4] control: the same RCPT straight to the backend from 127.0.0.1 gets %d (would relay)"
+               % replies[1][0], replies[1][1])
+
+
+def test_deferred():
+    with Test("5 deferred while B is down, delivered by the next queue run"):
+        for stop, what in (("inetd-b", "B's inetd (port 25 closed)"), ("sm-b", "B's sendmail behind blackpony")):
+            tag = "deferred-" + stop
+            amark, bmark = log_mark(A_LOG), log_mark(B_LOG)
+            ctl("stop", stop)
+            try:
+                msg = message(tag, "alice@site-a.test", "bob@site-b.test", "e2e deferred (%s down)" % stop,
+                              b"Sent while " + what.encode() + b" was down.\r\n.\r\nstill here\r\n")
+                refused = send(A, "alice@site-a.test", ["bob@site-b.test"], msg)
+                report(not refused, "[5] %s down: site A accepted the message" % what)
+                report(find_delivered("b", tag, timeout=0.5) is None, "[5] %s down: not delivered yet" % what)
+                q = mailq("a")
+                report("bob@site-b.test" in q and len(queue_files("a")) == 1,
+                       "[5] %s down: it is in site A's queue (mailq)" % what, q)
+                lines = wait_lines(A_LOG, amark, r"\bdelivery dest=site-b\.test")
+                info("A: " + (lines[-1].split(": ", 1)[-1] if lines else "(no delivery line)"))
+                qline = [l.strip() for l in q.splitlines() if "Deferred" in l or "(" in l]
+                if qline:
+                    info("mailq: " + qline[0])
+                if stop == "sm-b":
+                    lines = wait_lines(B_LOG, bmark, r"\bsession client=")
+                    info("B: " + (lines[-1].split(": ", 1)[-1] if lines else "(no session line)"))
+            finally:
+                ctl("start", stop)
+            t = time.time()
+            r = ctl("runq", "a", check=False)
+            report(r.returncode == 0, "[5] sendmail -qf on site A ran (%.2f s)" % (time.time() - t), r.stdout + r.stderr)
+            check_delivered("b", tag, msg, "[5] %s back: delivered by the queue run" % what)
+            report(not queue_files("a"), "[5] site A's queue is empty again", mailq("a"))
+            lines = wait_lines(B_LOG, bmark, r"suite=%s " % re.escape(SUITE))
+            report(len(lines) >= 1, "[5] the retry was encrypted (B: suite=%s)" % SUITE)
+
+
+def test_admin_as_root():
+    with Test("7 the administrator's tools, run as root, leave the mailer working"):
+        # README: --list-peers and --forget HOST inspect and reset pins; an
+        # administrator runs them as root. Either they keep the store usable
+        # by the mailer's user, or they refuse to touch it.
+        store = os.path.join(D, "a", "state", "known_peers")
+        files = (store, store + ".lock")
+
+        def owners():
+            return {os.path.basename(p): "%d:%d" % (os.stat(p).st_uid, os.stat(p).st_gid) if os.path.exists(p)
+                    else "-" for p in files}
+
+        before, content = owners(), open(store, "rb").read()
+        r = subprocess.run([os.path.join(BIN, "blackpony-mailer"), "--known-peers", store, "--forget", "mx.site-b.test"],
+                           capture_output=True, text=True)
+        after = owners()
+        if r.returncode == 0:
+            report(after == before, "[7] blackpony-mailer --forget mx.site-b.test as root: done, and the store keeps"
+                   " its owner (%s)" % before["known_peers"],
+                   "owners before %r, after %r: the mailer's user can no longer open it" % (before, after))
+        else:
+            report(after == before and open(store, "rb").read() == content,
+                   "[7] blackpony-mailer --forget as root: refused (%s), store untouched"
+                   % (r.stdout + r.stderr).strip()[:120], "owners before %r, after %r" % (before, after))
+        amark = log_mark(A_LOG)
+        msg = message("after-forget", "alice@site-a.test", "bob@site-b.test", "e2e after --forget", b"re-pinned\r\n")
+        send(A, "alice@site-a.test", ["bob@site-b.test"], msg)
+        ok = find_delivered("b", "after-forget", timeout=2) is not None
+        lines = wait_lines(A_LOG, amark, r"\bdelivery dest=site-b\.test")
+        report(ok, "[7] the next message to site-b.test is delivered",
+               "; ".join(l.split(": ", 1)[-1] for l in lines) or "no delivery line")
+        if not ok:
+            # Repair what root left behind, so that the checks after this one still mean something.
+            st = os.stat(os.path.dirname(store))
+            for p in files:
+                if os.path.exists(p):
+                    os.chown(p, st.st_uid, st.st_gid)
+            ctl("runq", "a", check=False)
+            report(find_delivered("b", "after-forget", timeout=2) is not None,
+                   "[7] (after chown of the store back to the mailer's user, the queue run delivers it)")
+
+
+def test_xinetd():
+    with Test("X blackpony under xinetd (xinetd.d/blackpony)"):
+        conf = open(os.path.join(D, "b", "xinetd.d", "blackpony")).read()
+        info("xinetd service: " + " ".join(re.sub(r"\s+", " ", l.strip()) for l in conf.splitlines()
+                                            if l.strip().startswith(("server", "bind", "user", "instances",
+                                                                     "cps", "per_source", "log_type"))))
+        ctl("stop", "inetd-b")
+        try:
+            started = ctl("start", "xinetd-b", check=False)
+            if not report(started.returncode == 0, "[X] xinetd starts with xinetd.d/blackpony and listens on 127.0.0.3:25",
+                          started.stderr + open(os.path.join(D, "logs", "xinetd-b.out")).read()[-2000:]):
+                return
+            offer = ehlo_offer(B_PUBLIC, B_LOG)
+            want = offer[0] if offer else "?"
+            bmark = log_mark(B_LOG)
+            msg = msg_long("alice@site-a.test", "bob@site-b.test", tag="xinetd")
+            refused = send(A, "alice@site-a.test", ["bob@site-b.test"], msg)
+            report(not refused, "[X] site A accepted mail for bob@site-b.test")
+            check_delivered("b", "xinetd", msg, "[X] A -> xinetd/blackpony -> B: delivered byte for byte")
+            lines = wait_lines(B_LOG, bmark, r"\bsession client=")
+            report(len(lines) == 1 and field(lines[0], "suite") == want,
+                   "[X] under xinetd the session is encrypted with the first offered suite, %s" % want,
+                   "\n".join(lines))
+            code, ehlo, replies = smtp_dialogue(B_PUBLIC, OUTSIDE, "outside.example", [
+                "MAIL FROM:<spammer@outside.example>", "RCPT TO:<x@elsewhere.test>"])
+            report(replies[1][0] == 550 and "[%s]" % B_SOURCE in ehlo,
+                   "[X] under xinetd: relaying denied (550), sendmail sees [%s]" % B_SOURCE, repr(replies))
+            xlog = open(os.path.join(D, "logs", "xinetd.log")).read() if os.path.exists(
+                os.path.join(D, "logs", "xinetd.log")) else ""
+            slog = open(SYSLOG, errors="replace").read() if os.path.exists(SYSLOG) else ""
+            report("START: smtp" in xlog or "START: smtp" in slog,
+                   "[X] xinetd logged the connections (log_type of xinetd.d/blackpony), not to the socket",
+                   "xinetd.log: %r" % xlog[-500:])
+        finally:
+            ctl("stop", "xinetd-b", check=False)
+            ctl("start", "inetd-b", check=False)
+
+
+def test_systemd():
+    with Test("6 systemd units (deploy/systemd)"):
+        sock = os.path.join(REPO, "deploy", "systemd", "blackpony.socket")
+        svc = os.path.join(REPO, "deploy", "systemd", "blackpony@.service")
+        units = {}
+        for path in (sock, svc):
+            units[path] = parse_unit(open(path).read())
+        s, v = units[sock], units[svc]
+        want_sock = {("Socket", "Accept"): "yes"}
+        for key, val in want_sock.items():
+            report(s.get(key) == [val], "[6] blackpony.socket: %s=%s" % (key[1], val), repr(s.get(key)))
+        report(bool(s.get(("Socket", "MaxConnections"))), "[6] blackpony.socket: MaxConnections=%s"
+               % (s.get(("Socket", "MaxConnections")) or ["(missing)"])[0])
+        report(any(x.endswith("25") for x in s.get(("Socket", "ListenStream"), [])),
+               "[6] blackpony.socket: ListenStream on port 25", repr(s.get(("Socket", "ListenStream"))))
+        for key, val in [("StandardInput", "socket"), ("StandardOutput", "socket"), ("StandardError", "journal"),
+                         ("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("ProtectHome", "yes"),
+                         ("PrivateTmp", "yes")]:
+            report(v.get(("Service", key)) == [val], "[6] blackpony@.service: %s=%s" % (key, val),
+                   repr(v.get(("Service", key))))
+        report(v.get(("Service", "DynamicUser")) == ["yes"] or bool(v.get(("Service", "User"))),
+               "[6] blackpony@.service: DynamicUser=yes or a dedicated User=")
+        report(bool(v.get(("Service", "ReadOnlyPaths"))), "[6] blackpony@.service: ReadOnlyPaths=%s"
+               % " ".join(v.get(("Service", "ReadOnlyPaths"), ["(missing)"])))
+        cred = v.get(("Service", "LoadCredential"), [])
+        execs = " ".join(v.get(("Service", "ExecStart"), []))
+        report(any(c.startswith("host.key:") for c in cred) and "${CREDENTIALS_DIRECTORY}/host.key" in execs,
+               "[6] blackpony@.service: the key comes as a credential (LoadCredential=host.key:..., --key "
+               "${CREDENTIALS_DIRECTORY}/host.key)", "LoadCredential=%r ExecStart=%r" % (cred, execs))
+        report("--source" in execs or "--proxy-protocol" in execs or "--xclient" in execs,
+               "[6] blackpony@.service: ExecStart passes --source/--proxy-protocol/--xclient (no open relay)", execs)
+
+        sda = shutil.which("systemd-analyze")
+        if not sda:
+            info("systemd-analyze is not installed: only the checks above ran (no systemd verification)")
+            return
+        # Verify the files as shipped, except for what this machine cannot
+        # have yet: the binary at /usr/sbin (before the Debian package) and
+        # the man pages.
+        vdir = os.path.join(D, "systemd")
+        os.makedirs(vdir, exist_ok=True)
+        notes = []
+        for path in (sock, svc):
+            text = open(path).read()
+            exe = re.search(r"^ExecStart=[-@:+!]*(\S+)", text, re.M)
+            if exe and not os.access(exe.group(1), os.X_OK):
+                text = text.replace(exe.group(1), os.path.join(BIN, "blackpony"))
+                notes.append("ExecStart path %s -> %s" % (exe.group(1), os.path.join(BIN, "blackpony")))
+            open(os.path.join(vdir, os.path.basename(path)), "w").write(text)
+        man = subprocess.run(["man", "-w", "8", "blackpony"], capture_output=True).returncode == 0
+        args = [sda, "verify"] + ([] if man else ["--man=no"]) + [
+            os.path.join(vdir, "blackpony.socket"), os.path.join(vdir, "blackpony@.service")]
+        if not man:
+            notes.append("--man=no: blackpony(8) is not installed yet")
+        r = subprocess.run(args, capture_output=True, text=True, cwd=vdir)
+        report(r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(),
+               "[6] systemd-analyze verify blackpony.socket blackpony@.service: clean"
+               + (" (%s)" % "; ".join(notes) if notes else ""), (r.stdout + r.stderr).strip())
+        r = subprocess.run([sda, "security", "--offline=yes", os.path.join(vdir, "blackpony@.service")],
+                           capture_output=True, text=True, cwd=vdir)
+        m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", r.stdout)
+        report(m is not None and float(m.group(1)) <= 2.0,
+               "[6] systemd-analyze security: exposure %s %s (at most 2.0)" % (m.groups() if m else ("?", "?")),
+               r.stdout[-1500:] + r.stderr)
+        syscalls_under_filter(sda, v)
+
+
+def expand_syscalls(sda, name, cache={}):
+    """The system calls of `name` (a call or an @group), groups expanded."""
+    if not name.startswith("@"):
+        return {name}
+    if name not in cache:
+        out = subprocess.run([sda, "syscall-filter", name], capture_output=True, text=True).stdout
+        calls = set()
+        for line in out.splitlines()[1:]:
+            word = line.strip()
+            if word and not word.startswith("#") and re.fullmatch(r"@?[a-z0-9_-]+", word):
+                calls |= expand_syscalls(sda, word)
+        cache[name] = calls
+    return cache[name]
+
+
+def syscalls_under_filter(sda, unit):
+    """blackpony, started like the service (socket on stdin and stdout, logging
+    to syslog), under strace for one encrypted delivery: every system call it
+    makes must pass the unit's SystemCallFilter= lines."""
+    strace = shutil.which("strace")
+    filters = unit.get(("Service", "SystemCallFilter"), [])
+    if not strace or not filters:
+        info("no SystemCallFilter check: %s" % ("strace is not installed" if not strace else "no filter"))
+        return
+    allowed, denied = set(), set()
+    for f in filters:
+        neg = f.startswith("~")
+        names = set()
+        for word in f.lstrip("~").split():
+            names |= expand_syscalls(sda, word)
+        (denied if neg else allowed).update(names)
+    allowed -= denied
+    import socket
+    lst = socket.socket()
+    lst.bind(("127.0.0.3", 0))
+    lst.listen(1)
+    port = lst.getsockname()[1]
+    trace = os.path.join(D, "logs", "blackpony.strace")
+    mailer = subprocess.Popen([os.path.join(BIN, "blackpony-mailer"), "--pipe", "-f", "alice@site-a.test",
+                               "--helo", "mx.site-a.test", "--port", str(port), "--key", os.path.join(D, "a", "host.key"),
+                               "--known-peers", os.path.join(D, "strace_known_peers"),
+                               "--log", os.path.join(D, "logs", "strace-mailer.log"), "[127.0.0.3]", "bob@site-b.test"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    mailer.stdin.write(b"Message-ID: <strace.%s@e2e.test>\nSubject: strace\n\nunder strace\n" % RUN_ID.encode())
+    mailer.stdin.close()
+    lst.settimeout(30)
+    conn, _ = lst.accept()
+    bp = subprocess.Popen([strace, "-f", "-qq", "-o", trace, os.path.join(BIN, "blackpony"),
+                           "--backend", "%s:%d" % B_BACKEND, "--source", B_SOURCE,
+                           "--key", os.path.join(D, "b", "host.key")],
+                          stdin=conn, stdout=conn, stderr=subprocess.DEVNULL)
+    conn.close()
+    lst.close()
+    out = mailer.stdout.read()
+    mailer.wait(60)
+    bp.wait(30)
+    used = set()
+    for line in open(trace):
+        m = re.match(r"\d+\s+([a-z0-9_]+)\(", line)
+        if m and m.group(1) != "execve":  # the filter is installed just before the execve
+            used.add(m.group(1))
+    report(mailer.returncode == 0 and find_delivered("b", "strace") is not None,
+           "[6] one encrypted delivery to blackpony run like the service (socket on fd 0/1, syslog)",
+           out.decode(errors="replace"))
+    bad = sorted(used - allowed)
+    report(used and not bad, "[6] the %d system calls blackpony made all pass the unit's SystemCallFilter=" % len(used),
+           "refused by the filter: %s (trace in %s)" % (bad, trace))
+
+
+def parse_unit(text):
+    """{(section, key): [values]} of a unit file (continuation lines joined)."""
+    out, section, pending = {}, None, ""
+    for raw in text.splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        k, _, v = line.partition("=")
+        out.setdefault((section, k.strip()), []).append(v.strip())
+    return out
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("run.py: terminated"))
+    what = sys.argv[1] if len(sys.argv) > 1 else "main"
+    t = time.time()
+    if what == "main":
+        for test in (test_m4, test_a_to_b, test_capture, test_mixed, test_open_relay, test_deferred,
+                     test_admin_as_root):
+            test()
+    elif what == "xinetd":
+        test_xinetd()
+    elif what == "systemd":
+        test_systemd()
+    else:
+        print(__doc__)
+        return 64
+    print("TIME  run.py %-45s %6.2f s" % (what, time.time() - t))
+    if failures:
+        print("%d check(s) FAILED in run.py %s:" % (len(failures), what))
+        for f in failures:
+            print("  " + f)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
