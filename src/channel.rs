@@ -13,13 +13,20 @@ pub trait Sink: Write + Send {
     }
 }
 
-impl<W: Write + Send> Sink for RecordWriter<W> {
+/// The authenticated Close record, then the transport's own end (FIN).
+impl<W: Sink> Sink for RecordWriter<W> {
     fn close(&mut self) -> io::Result<()> {
-        RecordWriter::close(self)
+        RecordWriter::close(self)?;
+        self.get_mut().close()
     }
 }
 
-impl<W: Write + Send> Sink for crate::suite::rot::RotWriter<W> {}
+impl<W: Sink> Sink for crate::suite::rot::RotWriter<W> {
+    fn close(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.get_mut().close()
+    }
+}
 /// Closing a socket's sending half sends FIN, so the peer sees the end of
 /// our stream while its replies can still arrive (half-close).
 impl Sink for std::net::TcpStream {

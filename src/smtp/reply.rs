@@ -72,7 +72,14 @@ pub fn read_reply<R: Read>(r: &mut LineReader<R>, what: &'static str) -> Result<
     let mut lines = Vec::new();
     let mut code = None;
     loop {
-        let line = r.read_line(MAX_LINE, what)?;
+        // An overlong reply is the server's fault, not the client's: a protocol
+        // error (421), never the 500 an overlong command gets.
+        let line = r.read_line(MAX_LINE, what).map_err(|e| match e {
+            Error::LineTooLong => {
+                Error::Protocol(format!("{what}: reply line longer than {MAX_LINE} bytes"))
+            }
+            e => e,
+        })?;
         let (c, more) = parse_line(&line).ok_or_else(|| {
             Error::Protocol(format!(
                 "{what}: malformed reply line {:?}",

@@ -31,6 +31,10 @@ pub struct RotWriter<W> {
 }
 
 impl<W> RotWriter<W> {
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     pub fn new(inner: W, n: u8) -> Self {
         RotWriter {
             inner,
