@@ -1,16 +1,19 @@
 #!/bin/sh
-# The test command: installs the real servers the tests start, runs the
-# whole cargo suite (unit, vector, integration tests over real sockets),
-# then the end-to-end suite with real sendmail, inetd, xinetd, dnsmasq and
-# tshark (as root: it installs packages and binds port 25 on loopback
-# addresses).
+# The test command (as root, as CI runs it): installs the real servers the
+# tests start, runs the whole cargo suite (unit, vector and integration tests
+# over real sockets), builds and installs the Debian package, then runs the
+# end-to-end suites against the installed files: real sendmail, inetd,
+# xinetd, dnsmasq and tshark, then real Postfix (which replaces sendmail).
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/install-test-deps.sh
-cargo test --release "$@"
-if [ "$(id -u)" = 0 ]; then
-    BLACKPONY_BIN="${BLACKPONY_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/release}" bash scripts/e2e-sendmail.sh
-else
-    echo "scripts/test.sh: the end-to-end suite needs root (sudo scripts/test.sh); not run" >&2
+if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: run as root (sudo scripts/test.sh): it installs packages and binds port 25 on loopback" >&2
     exit 1
 fi
+sh scripts/install-test-deps.sh
+cargo test --release "$@"
+DEB_SKIP_BUILD=1 bash scripts/build-deb.sh
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall ./target/debian/blackpony_*.deb
+BLACKPONY_BIN=/usr/sbin bash scripts/e2e-sendmail.sh
+bash scripts/e2e-postfix.sh
+echo "scripts/test.sh: all tests passed"

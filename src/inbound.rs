@@ -343,8 +343,16 @@ impl Session<'_> {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("IPV6:{a}"),
         };
-        self.backend
-            .send(format!("XCLIENT ADDR={addr} PORT={}\r\n", client.port()).as_bytes())?;
+        // NAME as well: without it Postfix keeps the name it found for our
+        // own address (e.g. "localhost") and gives it to the client.
+        // [UNAVAILABLE] makes the client "unknown", as after a failed lookup.
+        self.backend.send(
+            format!(
+                "XCLIENT ADDR={addr} PORT={} NAME=[UNAVAILABLE]\r\n",
+                client.port()
+            )
+            .as_bytes(),
+        )?;
         let reply = self.backend.read_reply()?;
         if reply.code != 220 {
             return Err(Error::Backend(format!(

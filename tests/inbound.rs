@@ -1355,7 +1355,10 @@ fn client_address_reaches_the_backend() {
         log.commands,
         [
             "EHLO blackpony.invalid".to_string(),
-            format!("XCLIENT ADDR=127.0.0.1 PORT={}", client.port()),
+            format!(
+                "XCLIENT ADDR=127.0.0.1 PORT={} NAME=[UNAVAILABLE]",
+                client.port()
+            ),
             "NOOP".into(),
             "QUIT".into()
         ]

@@ -114,9 +114,24 @@ fn usage(o: &getopts::Options) -> String {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Postfix pipe(8) bounces the message on any exit status but 75 and 71:
+    // in --pipe mode a failure before the delivery is ours, never the
+    // message's, so it must defer (and a panic too, not exit 101).
+    let pipe = args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--pipe");
+    if pipe {
+        std::panic::set_hook(Box::new(|info| {
+            log::error!("internal error: {info}");
+            println!("4.3.0 blackpony-mailer: internal error");
+            std::process::exit(exit::TEMPFAIL);
+        }));
+    }
     let o = options();
     let m = match o.parse(&args) {
         Ok(m) => m,
+        Err(e) if pipe => return pipe_setup_error(&format!("{e} (see blackpony-mailer --help)")),
         Err(e) => return greet_error(&Error::Config(format!("{e} (see blackpony-mailer --help)"))),
     };
     if m.opt_present("help") {
@@ -167,6 +182,9 @@ fn main() -> ExitCode {
     }
     let log_file = m.opt_str("log").map(PathBuf::from);
     if let Err(e) = blackpony::logging::init("blackpony-mailer", log_file.as_deref()) {
+        if pipe {
+            return pipe_setup_error(&e);
+        }
         return greet_error(&Error::Config(e));
     }
     let record = match m.opt_str("record").as_deref() {
@@ -216,12 +234,7 @@ fn pipe_mode(m: &getopts::Matches, key_path: &std::path::Path, peers: KnownPeers
     };
     let (dest, recipients) = match m.free.split_first() {
         Some((d, r)) if !r.is_empty() => (d.clone(), r.to_vec()),
-        _ => {
-            return report(
-                exit::USAGE,
-                "blackpony-mailer --pipe: give HOST and at least one RECIPIENT",
-            )
-        }
+        _ => return pipe_setup_error("--pipe: give HOST and at least one RECIPIENT"),
     };
     let cfg = match config(m, key_path, peers) {
         Ok(c) => c,
@@ -257,6 +270,15 @@ fn pipe_mode(m: &getopts::Matches, key_path: &std::path::Path, peers: KnownPeers
     } else {
         report(outcome.code, &outcome.text)
     }
+}
+
+/// A failure before a --pipe delivery starts: defer the message. The text
+/// starts with an enhanced status code, which pipe(8) prefers to the exit
+/// status, so the message is deferred even by a pipe(8) that saw another code.
+fn pipe_setup_error(msg: &str) -> ExitCode {
+    log::error!("{msg}");
+    println!("4.3.5 blackpony-mailer: {msg}");
+    ExitCode::from(exit::TEMPFAIL as u8)
 }
 
 /// This machine's name for EHLO: /etc/mailname (Debian), else the kernel's host name.
