@@ -42,6 +42,15 @@ pub fn common_options(opts: &mut getopts::Options) {
         "seconds to wait for any read or write (default 300, RFC 5321 4.5.3.2)",
         "SECS",
     );
+    opts.optopt(
+        "",
+        "record",
+        &format!(
+            "append one JSON line per session to FILE for blackpony-report (default {}; none: do not)",
+            crate::session_record::DEFAULT_PATH
+        ),
+        "FILE",
+    );
     opts.optflag(
         "",
         "fingerprint",
@@ -111,5 +120,17 @@ pub fn key_bits(m: &getopts::Matches) -> Result<usize, Error> {
                 "--key-bits {s}: use 2048, 3072 or 4096"
             ))),
         },
+    }
+}
+
+/// `--record FILE|none`: where the session records go.
+pub fn record_file(m: &getopts::Matches) -> Option<crate::session_record::RecordFile> {
+    use crate::session_record::{RecordFile, DEFAULT_MAX_BYTES, DEFAULT_PATH};
+    match m.opt_str("record").as_deref() {
+        Some("none") => None,
+        p => Some(RecordFile::new(
+            p.unwrap_or(DEFAULT_PATH),
+            DEFAULT_MAX_BYTES,
+        )),
     }
 }

@@ -723,3 +723,17 @@ mod tests {
         assert_eq!(split_mx_label("[x]"), None);
     }
 }
+
+/// Log a session's human line and append its record: both programs end a
+/// session here, so the log and the record never disagree.
+pub fn log_and_append(log_line: &str, rec: &SessionRecord, file: Option<&RecordFile>) {
+    log::info!("{log_line}");
+    if let Some(f) = file {
+        if let Err(e) = f.append(rec) {
+            log::warn!(
+                "cannot append the session record to {}: {e}",
+                f.path().display()
+            );
+        }
+    }
+}

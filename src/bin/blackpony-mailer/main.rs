@@ -66,34 +66,21 @@ fn options() -> getopts::Options {
         "name to send in EHLO in --pipe mode (default: /etc/mailname or the host name)",
         "NAME",
     );
-    o.optopt(
-        "",
-        "record",
-        &format!(
-            "append one JSON line per delivery to FILE for blackpony-report (default {}; none: do not)",
-            session_record::DEFAULT_PATH
-        ),
-        "FILE",
-    );
     cli::common_options(&mut o);
     o
 }
 
-/// The session record (--record), set once in main.
+/// The session record file (--record), set once in main.
 static RECORD: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
 
-/// Logs the delivery's line and appends its record, both from the one summary.
+/// The delivery's log line and its record, from the one summary.
 fn finish(summary: &outbound::Summary) {
     let rec = session_record::from_outbound(summary);
-    log::info!("{}", summary.log_line());
-    if let Some(Some(f)) = RECORD.get() {
-        if let Err(e) = f.append(&rec) {
-            log::warn!(
-                "cannot append the session record to {}: {e}",
-                f.path().display()
-            );
-        }
-    }
+    session_record::log_and_append(
+        &summary.log_line(),
+        &rec,
+        RECORD.get().and_then(Option::as_ref),
+    );
 }
 
 fn usage(o: &getopts::Options) -> String {
@@ -187,14 +174,7 @@ fn main() -> ExitCode {
         }
         return greet_error(&Error::Config(e));
     }
-    let record = match m.opt_str("record").as_deref() {
-        Some("none") => None,
-        p => Some(RecordFile::new(
-            p.unwrap_or(session_record::DEFAULT_PATH),
-            session_record::DEFAULT_MAX_BYTES,
-        )),
-    };
-    let _ = RECORD.set(record);
+    let _ = RECORD.set(cli::record_file(&m));
     if m.opt_present("pipe") {
         return pipe_mode(&m, &key_path, peers);
     }

@@ -58,34 +58,21 @@ fn options() -> getopts::Options {
         "size of a generated key: 2048 (default), 3072 or 4096",
         "BITS",
     );
-    o.optopt(
-        "",
-        "record",
-        &format!(
-            "append one JSON line per session to FILE for blackpony-report (default {}; none: do not)",
-            session_record::DEFAULT_PATH
-        ),
-        "FILE",
-    );
     cli::common_options(&mut o);
     o
 }
 
-/// The session record (--record), set once in main.
+/// The session record file (--record), set once in main.
 static RECORD: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
 
-/// Logs the session's line and appends its record, both from the one summary.
+/// The session's log line and its record, from the one summary.
 fn finish(summary: &inbound::Summary) {
     let rec = session_record::from_inbound(summary);
-    log::info!("{}", summary.log_line());
-    if let Some(Some(f)) = RECORD.get() {
-        if let Err(e) = f.append(&rec) {
-            log::warn!(
-                "cannot append the session record to {}: {e}",
-                f.path().display()
-            );
-        }
-    }
+    session_record::log_and_append(
+        &summary.log_line(),
+        &rec,
+        RECORD.get().and_then(Option::as_ref),
+    );
 }
 
 fn usage(o: &getopts::Options) -> String {
@@ -140,14 +127,7 @@ fn main() -> ExitCode {
     if let Err(e) = blackpony::logging::init("blackpony", log_file.as_deref()) {
         return config_error(&Error::Config(e));
     }
-    let record = match m.opt_str("record").as_deref() {
-        Some("none") => None,
-        p => Some(RecordFile::new(
-            p.unwrap_or(session_record::DEFAULT_PATH),
-            session_record::DEFAULT_MAX_BYTES,
-        )),
-    };
-    let _ = RECORD.set(record);
+    let _ = RECORD.set(cli::record_file(&m));
     let cfg = match config(&m, &key_path) {
         Ok(c) => c,
         Err(e) => {
