@@ -444,7 +444,11 @@ impl Session<'_> {
             flight.extend_from_slice(&server_hello);
             self.client.send(&flight)?;
             let (raw, rest, mut writer) = self.take_client();
-            let mut src: BoxRead = Box::new(Cursor::new(rest).chain(raw));
+            // Buffered: unbuffered, every record costs two reads (header, body).
+            let mut src: BoxRead = Box::new(std::io::BufReader::with_capacity(
+                limits::COPY_BUFFER,
+                Cursor::new(rest).chain(raw),
+            ));
             let client_key = message::read(&mut src, CLIENT_KEY).map_err(|_| Error::Crypto)?;
             let (finished, keys) = state.on_client_key(&client_key)?;
             writer

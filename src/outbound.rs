@@ -480,7 +480,11 @@ pub fn negotiate(
             remote.send(format!("XBLACKPONY {keyed} {}\r\n", start.hello_base64()).as_bytes())?;
             expect_go_ahead(remote)?;
             let (raw, rest, writer) = take(remote);
-            let mut src: BoxRead = Box::new(Cursor::new(rest).chain(raw));
+            // Buffered: unbuffered, every record costs two reads (header, body).
+            let mut src: BoxRead = Box::new(std::io::BufReader::with_capacity(
+                limits::COPY_BUFFER,
+                Cursor::new(rest).chain(raw),
+            ));
             let hello = message::read(&mut src, SERVER_HELLO).map_err(|_| Error::Crypto)?;
             let (flight, keys, awaiting) = start.on_server_hello(&hello)?;
             let mut w = RecordWriter::new(writer, keys.sealer);

@@ -151,13 +151,23 @@ impl<R: Read> LineReader<R> {
             }
             let chunk = &self.buf[self.start..self.end];
             let mut done = None;
-            for (i, &b) in chunk.iter().enumerate() {
+            let mut i = 0;
+            while i < chunk.len() {
+                if state == DataState::Middle {
+                    // Inside a line only CR and LF change the state: skip to the next one.
+                    match find_cr_or_lf(&chunk[i..]) {
+                        Some(k) => i += k,
+                        None => break,
+                    }
+                }
+                let b = chunk[i];
+                i += 1;
                 let prev = state;
                 state = match (state, b) {
                     (DataState::LineStart, b'.') => DataState::Dot,
                     (DataState::Dot, b'\r') => DataState::DotCr,
                     (DataState::DotCr, b'\n') => {
-                        done = Some(i + 1);
+                        done = Some(i);
                         break;
                     }
                     (_, b'\r') => DataState::MiddleCr,
@@ -170,8 +180,8 @@ impl<R: Read> LineReader<R> {
                     let bare_cr =
                         b != b'\n' && matches!(prev, DataState::MiddleCr | DataState::DotCr);
                     if bare_lf || bare_cr {
-                        out.write_all(&chunk[..i]).map_err(Error::io("write"))?;
-                        self.start += i;
+                        out.write_all(&chunk[..i - 1]).map_err(Error::io("write"))?;
+                        self.start += i - 1;
                         return Err(Error::BareNewline);
                     }
                 }
@@ -185,6 +195,31 @@ impl<R: Read> LineReader<R> {
             }
         }
     }
+}
+
+/// The index of the first CR or LF in `s`, eight bytes at a time (SWAR: a
+/// byte equal to CR or LF becomes a zero byte after the XOR, and the classic
+/// has-zero-byte test flags it; the lowest flag is always exact). No unsafe
+/// code, no dependency; DATA is mostly long runs of bytes that are neither.
+fn find_cr_or_lf(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const CR: u64 = LO * b'\r' as u64;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        let (a, b) = (w ^ CR, w ^ LF);
+        let m = (a.wrapping_sub(LO) & !a | b.wrapping_sub(LO) & !b) & HI;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .map(|k| i + k)
 }
 
 /// True if the line has a CR or LF anywhere but in its final CRLF.
@@ -254,6 +289,27 @@ mod tests {
                 r.copy_data(&mut Vec::new(), true, "t"),
                 Err(Error::BareNewline)
             ));
+        }
+    }
+
+    #[test]
+    fn find_cr_or_lf_matches_a_plain_scan() {
+        // Every position and neighbour byte, including bytes >= 0x80 and the
+        // ones one off CR/LF, which the has-zero-byte test must not flag.
+        let fill = [b'a', 0x80, 0x8d, 0x8a, 0xff, 0x0c, 0x0e, 0x0b, 0x09, 0x00];
+        for len in 0..40 {
+            for &f in &fill {
+                for pos in 0..=len {
+                    for hit in [b'\r', b'\n'] {
+                        let mut v = vec![f; len];
+                        if pos < len {
+                            v[pos] = hit;
+                        }
+                        let want = v.iter().position(|&b| b == b'\r' || b == b'\n');
+                        assert_eq!(find_cr_or_lf(&v), want, "len {len} fill {f:#x} pos {pos}");
+                    }
+                }
+            }
         }
     }
 

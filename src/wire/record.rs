@@ -17,6 +17,8 @@ use crate::wire::schedule::{next_traffic, TrafficSecret};
 
 pub const HEADER_LEN: usize = 4;
 pub const MAX_BODY: usize = MAX_RECORD_PAYLOAD + 1;
+/// Payload sealed into one write to the stream when the caller hands over that much.
+const WRITE_BATCH: usize = 4 * MAX_RECORD_PAYLOAD;
 
 /// The record types inside the encrypted body.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -356,11 +358,19 @@ impl<W: Write> RecordWriter<W> {
 impl<W: Write> Write for RecordWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.pending.is_empty() && data.len() >= MAX_RECORD_PAYLOAD {
-            // A full record straight from the caller's buffer: no copy into pending.
-            self.sealer
-                .seal(RecordType::Data, &data[..MAX_RECORD_PAYLOAD], &mut self.out)?;
+            // Full records straight from the caller's buffer (no copy into
+            // pending), up to WRITE_BATCH of them in one write to the stream.
+            let mut used = 0;
+            while data.len() - used >= MAX_RECORD_PAYLOAD && used < WRITE_BATCH {
+                self.sealer.seal(
+                    RecordType::Data,
+                    &data[used..used + MAX_RECORD_PAYLOAD],
+                    &mut self.out,
+                )?;
+                used += MAX_RECORD_PAYLOAD;
+            }
             self.write_out()?;
-            return Ok(MAX_RECORD_PAYLOAD);
+            return Ok(used);
         }
         let n = data.len().min(MAX_RECORD_PAYLOAD - self.pending.len());
         self.pending.extend_from_slice(&data[..n]);

@@ -1,0 +1,382 @@
+//! Handshake CPU per connection for both keyed suites, in process: the whole
+//! handshake of each side (every step from building the hello to checking the
+//! peer's Finished), and the public-key operations it is made of.
+//!
+//! ```text
+//! cargo bench --bench handshake -- [--keys A.pem B.pem]   # needs [[bench]] name = "handshake", harness = false
+//! handshake [--keys A.pem B.pem] [--rounds 5] [--secs 0.2] [--tsv FILE]
+//! handshake --ir CASE [--n 20] --keys A.pem B.pem          # CASE inside `ir_region`, n + 1 times, for
+//!                                                          # valgrind --tool=callgrind --toggle-collect='*ir_region*'
+//! handshake --list
+//! ```
+//!
+//! Without `--keys` two fresh 2048-bit host keys are generated (slow).
+//! The client/server cases time only that side's steps; the other side's
+//! messages are produced outside the timed region.
+#![forbid(unsafe_code)]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+
+use rsa::{Pss, PublicKey};
+use sha2::{Digest, Sha256};
+use x25519_dalek::{EphemeralSecret, PublicKey as DhPublic};
+
+use blackpony::crypto::{oaep, random_secret};
+use blackpony::keys::{parse_peer_key, HostKey};
+use blackpony::suite::keyed::{ClientStart, ServerAwaitKey};
+use blackpony::suite::SuiteId;
+use blackpony::wire::base64;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Case {
+    /// The client's steps of one handshake of a suite.
+    Client(SuiteId),
+    /// The server's steps of one handshake of a suite.
+    Server(SuiteId),
+    RsaSignPss,
+    RsaVerifyPss,
+    RsaOaepEncrypt,
+    RsaOaepDecrypt,
+    /// One ephemeral key pair and one shared secret (one side's X25519 work).
+    X25519,
+    /// Read and parse a PKCS#8 PEM host key from disk.
+    KeyLoad,
+    /// Parse a peer's SPKI DER (what each side does with the other's hello).
+    SpkiParse,
+}
+
+const CASES: [Case; 11] = [
+    Case::Client(SuiteId::X25519Chacha),
+    Case::Server(SuiteId::X25519Chacha),
+    Case::Client(SuiteId::RsaBlowfish),
+    Case::Server(SuiteId::RsaBlowfish),
+    Case::RsaSignPss,
+    Case::RsaVerifyPss,
+    Case::RsaOaepEncrypt,
+    Case::RsaOaepDecrypt,
+    Case::X25519,
+    Case::KeyLoad,
+    Case::SpkiParse,
+];
+
+impl Case {
+    fn name(self) -> String {
+        match self {
+            Case::Client(s) => format!("{s} client"),
+            Case::Server(s) => format!("{s} server"),
+            Case::RsaSignPss => "rsa-2048 sign pss-sha256".into(),
+            Case::RsaVerifyPss => "rsa-2048 verify pss-sha256".into(),
+            Case::RsaOaepEncrypt => "rsa-2048 oaep encrypt".into(),
+            Case::RsaOaepDecrypt => "rsa-2048 oaep decrypt".into(),
+            Case::X25519 => "x25519 keygen+dh".into(),
+            Case::KeyLoad => "host key load (pkcs8 pem)".into(),
+            Case::SpkiParse => "peer spki parse".into(),
+        }
+    }
+
+    fn parse(name: &str) -> Option<Case> {
+        CASES
+            .iter()
+            .copied()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+}
+
+struct Ctx {
+    client_key: HostKey,
+    server_key: HostKey,
+    server_key_path: Option<String>,
+    server_pub: PublicKey,
+    signature: Vec<u8>,
+    wrapped: Vec<u8>,
+}
+
+const OFFER: &str = "X25519-CHACHA20POLY1305 RSA-BLOWFISH";
+
+fn digest() -> Vec<u8> {
+    Sha256::digest(b"blackpony bench transcript").to_vec()
+}
+
+impl Ctx {
+    fn new(keys: Option<(String, String)>) -> Ctx {
+        let (client_key, server_key, server_key_path) = match keys {
+            Some((a, b)) => (load(&a), load(&b), Some(b)),
+            None => {
+                eprintln!("handshake: generating two 2048-bit keys (use --keys to skip)");
+                (
+                    HostKey::generate(2048).expect("keygen"),
+                    HostKey::generate(2048).expect("keygen"),
+                    None,
+                )
+            }
+        };
+        let server_pub = parse_peer_key(server_key.public_der()).expect("own key parses");
+        let mut rng = rand::rngs::SysRng;
+        let signature = server_key
+            .private()
+            .sign_with_rng(&mut rng, Pss::<Sha256>::new_blinded(), &digest())
+            .expect("sign");
+        let wrapped = oaep::wrap(&server_pub, &random_secret::<32>());
+        Ctx {
+            client_key,
+            server_key,
+            server_key_path,
+            server_pub,
+            signature,
+            wrapped,
+        }
+    }
+
+    /// One operation of `case`; the timed part only.
+    fn run(&self, case: Case) {
+        match case {
+            Case::Client(s) => self.handshake(s, true),
+            Case::Server(s) => self.handshake(s, false),
+            Case::RsaSignPss => ir_step(|| {
+                let mut rng = rand::rngs::SysRng;
+                black_box(
+                    self.server_key
+                        .private()
+                        .sign_with_rng(&mut rng, Pss::<Sha256>::new_blinded(), &digest())
+                        .expect("sign"),
+                );
+            }),
+            Case::RsaVerifyPss => ir_step(|| {
+                self.server_pub
+                    .verify(Pss::<Sha256>::new(), &digest(), &self.signature)
+                    .expect("verify");
+            }),
+            Case::RsaOaepEncrypt => ir_step(|| {
+                black_box(oaep::wrap(&self.server_pub, &random_secret::<32>()));
+            }),
+            Case::RsaOaepDecrypt => ir_step(|| {
+                black_box(oaep::unwrap(self.server_key.private(), &self.wrapped));
+            }),
+            Case::X25519 => ir_step(|| {
+                let ours = EphemeralSecret::random();
+                let public = DhPublic::from(&ours);
+                let peer = DhPublic::from([9u8; 32]);
+                black_box(public);
+                black_box(ours.diffie_hellman(&peer));
+            }),
+            Case::KeyLoad => {
+                let path = self
+                    .server_key_path
+                    .as_deref()
+                    .expect("the key-load case needs --keys");
+                ir_step(|| {
+                    black_box(load(path));
+                });
+            }
+            Case::SpkiParse => ir_step(|| {
+                black_box(parse_peer_key(self.client_key.public_der()).expect("parse"));
+            }),
+        }
+    }
+
+    /// One whole handshake; only the steps of the chosen side are inside the region.
+    fn handshake(&self, suite: SuiteId, client_side: bool) {
+        let (c, s) = (client_side, !client_side);
+        let start = step(c, || {
+            let start = ClientStart::new(suite, &self.client_key, OFFER).expect("keyed suite");
+            let arg = start.hello_base64();
+            (start, arg)
+        });
+        let (start, arg) = start;
+        let (server_hello, state) = step(s, || {
+            let hello = base64::decode(&arg).expect("base64");
+            ServerAwaitKey::new(suite, &self.server_key, OFFER, &hello).expect("hello parses")
+        });
+        let (flight, _keys, awaiting) = step(c, || {
+            start.on_server_hello(&server_hello).expect("server hello")
+        });
+        let (finished, _server_keys) =
+            step(s, || state.on_client_key(&flight).expect("client key"));
+        step(c, || {
+            awaiting.on_server_finished(&finished).expect("finished")
+        });
+    }
+}
+
+fn load(path: &str) -> HostKey {
+    HostKey::load(Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A step of the measured side goes through the region function, the other side's does not.
+fn step<T>(measured: bool, f: impl FnOnce() -> T) -> T {
+    if measured {
+        timed_step(f)
+    } else {
+        f()
+    }
+}
+
+fn ir_step(f: impl FnOnce()) {
+    ir_region(f)
+}
+
+/// Everything callgrind counts (`--toggle-collect='*ir_region*'`) runs inside this.
+#[inline(never)]
+fn ir_region<T>(f: impl FnOnce() -> T) -> T {
+    black_box(f())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Microseconds per operation: whole operations for at least `secs`. For the
+/// handshake cases the other side's steps run too but are not timed.
+fn sample(ctx: &Ctx, case: Case, secs: f64) -> f64 {
+    let mut timed = 0f64;
+    let mut n = 0u64;
+    let wall = Instant::now();
+    while wall.elapsed().as_secs_f64() < secs || n == 0 {
+        timed += time_one(ctx, case);
+        n += 1;
+    }
+    timed / n as f64 * 1e6
+}
+
+fn time_one(ctx: &Ctx, case: Case) -> f64 {
+    match case {
+        Case::Client(_) | Case::Server(_) => {
+            // Time each measured step separately: the other side's work is excluded.
+            TIMED.with(|t| t.set(0.0));
+            TIMING.with(|t| t.set(true));
+            ctx.run(case);
+            TIMING.with(|t| t.set(false));
+            TIMED.with(|t| t.get())
+        }
+        _ => {
+            let t = Instant::now();
+            ctx.run(case);
+            t.elapsed().as_secs_f64()
+        }
+    }
+}
+
+thread_local! {
+    static TIMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static TIMED: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+/// `step` with timing when a handshake case is being timed.
+fn timed_step<T>(f: impl FnOnce() -> T) -> T {
+    if TIMING.with(|t| t.get()) {
+        let t = Instant::now();
+        let r = ir_region(f);
+        let el = t.elapsed().as_secs_f64();
+        TIMED.with(|c| c.set(c.get() + el));
+        r
+    } else {
+        ir_region(f)
+    }
+}
+
+struct Args {
+    keys: Option<(String, String)>,
+    rounds: usize,
+    secs: f64,
+    tsv: Option<String>,
+    ir: Option<Case>,
+    n: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        keys: None,
+        rounds: 5,
+        secs: 0.2,
+        tsv: None,
+        ir: None,
+        n: 20,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = |what: &str| it.next().ok_or(format!("{what} needs a value"));
+        match arg.as_str() {
+            "--keys" => {
+                let k1 = val("--keys")?;
+                let k2 = val("--keys")?;
+                a.keys = Some((k1, k2));
+            }
+            "--rounds" => a.rounds = val("--rounds")?.parse().map_err(|e| format!("{e}"))?,
+            "--secs" => a.secs = val("--secs")?.parse().map_err(|e| format!("{e}"))?,
+            "--tsv" => a.tsv = Some(val("--tsv")?),
+            "--n" => a.n = val("--n")?.parse().map_err(|e| format!("{e}"))?,
+            "--ir" => {
+                let n = val("--ir")?;
+                a.ir = Some(Case::parse(&n).ok_or(format!("unknown case {n:?} (see --list)"))?);
+            }
+            "--list" => {
+                for c in CASES {
+                    println!("{}", c.name());
+                }
+                std::process::exit(0);
+            }
+            _ => {} // `cargo bench` passes --bench
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("handshake: {e}");
+            std::process::exit(2);
+        }
+    };
+    let ctx = Ctx::new(args.keys.clone());
+    if let Some(case) = args.ir {
+        // One warm-up run (lazy init, first page faults), then n: the region
+        // runs n + 1 times, which is the count printed.
+        for _ in 0..=args.n {
+            ctx.run(case);
+        }
+        println!("{}\t{}", case.name(), args.n + 1);
+        return;
+    }
+    let cases: Vec<Case> = CASES
+        .iter()
+        .copied()
+        .filter(|c| *c != Case::KeyLoad || ctx.server_key_path.is_some())
+        .collect();
+    for &c in &cases {
+        ctx.run(c);
+    }
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for _ in 0..args.rounds {
+        for (i, &c) in cases.iter().enumerate() {
+            results[i].push(sample(&ctx, c, args.secs));
+        }
+    }
+    println!(
+        "handshake CPU, microseconds per operation (wall clock, 1 thread), {} rounds of >= {} s",
+        args.rounds, args.secs
+    );
+    println!("{:<36} {:>9} {:>9} {:>9}", "case", "median", "min", "max");
+    let mut tsv = String::new();
+    for (i, c) in cases.iter().enumerate() {
+        let v = &mut results[i];
+        let (min, max) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        let med = median(v);
+        println!("{:<36} {med:>9.1} {min:>9.1} {max:>9.1}", c.name());
+        tsv.push_str(&format!("{}\t{med:.1}\t{min:.1}\t{max:.1}\n", c.name()));
+    }
+    if let Some(path) = args.tsv {
+        std::fs::write(&path, tsv).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+}
