@@ -512,8 +512,9 @@ fn normalize_host(host: &str) -> Result<String, PeersError> {
         _ => lower,
     };
     check_token("host", &host)?;
-    // A host starting with '#' would be read back as a comment.
-    if host.starts_with('#') {
+    // A host starting with '#' would be read back as a comment; one still
+    // ending in '.' would change at every read (a DNS name never does).
+    if host.starts_with('#') || host.ends_with('.') {
         return Err(PeersError::Invalid {
             what: "host",
             value: host,

@@ -286,7 +286,7 @@ fn parse_key(raw: &str) -> Result<String, String> {
             && inner
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b":.-_".contains(&b));
-        if !literal_ok {
+        if !literal_ok || inner.ends_with('.') {
             return bad("expected a host name or address between the brackets");
         }
         return Ok(key);

@@ -11,7 +11,9 @@ fn keyword_of(text: &[u8]) -> &[u8] {
 /// Add `XBLACKPONY <suites>` as one more capability line, keeping the
 /// multi-line reply well formed. Only for a positive EHLO reply.
 pub fn add_keyword(reply: &mut Reply, suites: &str) {
-    if reply.code != 250 {
+    // A reply already at the line limit stays as it is: one more line would
+    // make it a reply our own mailer (and others with a limit) refuse.
+    if reply.code != 250 || reply.lines.len() >= crate::limits::MAX_REPLY_LINES {
         return;
     }
     if let Some(last) = reply.lines.last_mut() {
@@ -63,8 +65,13 @@ pub fn strip_capability(reply: &mut Reply, kw: &str) {
     });
     let n = reply.lines.len();
     for (i, line) in reply.lines.iter_mut().enumerate() {
-        if line.len() > 3 {
-            line[3] = if i + 1 == n { b' ' } else { b'-' };
+        let last = i + 1 == n;
+        // Byte 3 is the separator only if there is one: a text-less "250\r\n"
+        // has its line end there, which must never be overwritten.
+        match line.get(3) {
+            Some(b' ' | b'-') => line[3] = if last { b' ' } else { b'-' },
+            _ if !last => line.insert(3, b'-'),
+            _ => {}
         }
     }
 }

@@ -1,0 +1,332 @@
+//! Every input the fuzzers ever crashed on, replayed through the same code
+//! the fuzz targets run (fuzz/common/mod.rs), plus the committed seed
+//! corpora (fuzz/seeds/<target>/), so `cargo test` keeps them all fixed.
+//!
+//! Layout: tests/fuzz_regressions/<target>/<file>, one raw fuzz input per
+//! file. A file whose name starts with `bug-` reproduces a bug that is still
+//! open: it is replayed (strictly, without the fuzz targets' known-bug
+//! filter) only by the `#[ignore = "bug: ..."]` test named for it, and must
+//! panic there until the bug is fixed. Every other file must pass.
+//!
+//! To add a crash: copy fuzz/artifacts/<target>/crash-* here under
+//! <target>/, named after what it does.
+//!
+//! `BLACKPONY_WRITE_SEEDS=1 cargo test --test fuzz_regressions write_seeds`
+//! rewrites fuzz/seeds/ (well-formed inputs the fuzzers start from).
+
+#[path = "../fuzz/common/mod.rs"]
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_fn(name: &str) -> common::Target {
+    common::TARGETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no fuzz target named {name}"))
+        .1
+}
+
+/// (target, file) for every file under `dir/<target>/`.
+fn inputs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(targets) = fs::read_dir(dir) else {
+        return out;
+    };
+    for t in targets.flatten() {
+        if !t.path().is_dir() {
+            continue;
+        }
+        let name = t.file_name().to_string_lossy().into_owned();
+        for f in fs::read_dir(t.path()).unwrap().flatten() {
+            if f.path().is_file() {
+                out.push((name.clone(), f.path()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn is_open_bug(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("bug-"))
+}
+
+fn replay(target: &str, file: &Path) {
+    let data = fs::read(file).unwrap();
+    let f = target_fn(target);
+    if let Err(e) = std::panic::catch_unwind(|| f(&data)) {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        panic!("{target} on {}: {msg}", file.display());
+    }
+}
+
+#[test]
+fn saved_crashes_stay_fixed() {
+    let all = inputs(&root().join("tests/fuzz_regressions"));
+    for (target, file) in all.iter().filter(|(_, f)| !is_open_bug(f)) {
+        replay(target, file);
+    }
+}
+
+#[test]
+fn seed_corpora_pass() {
+    let all = inputs(&root().join("fuzz/seeds"));
+    assert!(all.len() >= 10, "fuzz/seeds/ is missing (see write_seeds)");
+    for name in common::TARGETS.iter().map(|(n, _)| n) {
+        assert!(
+            all.iter().any(|(t, _)| t == name),
+            "no seed for fuzz target {name}"
+        );
+    }
+    for (target, file) in &all {
+        replay(target, file);
+    }
+}
+
+#[test]
+fn every_target_survives_trivial_inputs() {
+    for (name, f) in common::TARGETS {
+        for data in [&b""[..], b"\0", b"\xff\xff\xff\xff", b"\r\n", b"250 ok\r\n"] {
+            if let Err(e) = std::panic::catch_unwind(|| f(data)) {
+                panic!("{name} on {data:?}: {e:?}");
+            }
+        }
+    }
+}
+
+/// src/smtp/ehlo.rs `strip_keyword` rewrites byte 3 of every kept line to
+/// ' ' or '-'. On a line with no text after the code (`250\r\n`, which
+/// `read_reply` accepts) byte 3 is the CR, or for `250\n` the LF: the reply
+/// reaching the client (inbound) or sendmail (outbound, from an untrusted
+/// remote MX) gets a bare LF, or an unterminated last line that swallows the
+/// next reply. Fix: only overwrite byte 3 when it is ' ' or '-'; otherwise
+/// insert '-' for a non-last line and leave a last line as it is.
+#[test]
+fn strip_keyword_keeps_line_endings_of_bare_code_lines() {
+    let dir = root().join("tests/fuzz_regressions/ehlo");
+    for name in ["bug-strip-bare-code-lf", "bug-strip-bare-code-crlf"] {
+        let data = fs::read(dir.join(name)).unwrap();
+        common::ehlo_keyword_checked(&data, false);
+    }
+}
+
+/// src/smtp/ehlo.rs `add_keyword` (called by inbound.rs on every plain EHLO
+/// reply) appends a line even when the MTA's reply already has
+/// MAX_REPLY_LINES (100) lines; `read_reply` refuses a 101-line reply, so
+/// blackpony-mailer (and this crate's own parser) fails every session with
+/// that server. Fix: in inbound, do not offer the keyword (or replace the
+/// last capability line) when the reply is at the limit; or make
+/// `add_keyword` return whether it added and leave such replies alone.
+#[test]
+fn add_keyword_respects_the_reply_line_limit() {
+    let dir = root().join("tests/fuzz_regressions/ehlo");
+    for name in [
+        "bug-add-keyword-101-lines",
+        "bug-add-keyword-101-lines-fuzzed",
+    ] {
+        let data = fs::read(dir.join(name)).unwrap();
+        common::ehlo_keyword_checked(&data, false);
+    }
+}
+
+/// src/peers.rs `normalize_host` strips one trailing dot per parse, so a
+/// hand-written pin for `mx.example.org..` is rewritten as
+/// `mx.example.org.` and read back as `mx.example.org` (peers::fuzz_parse
+/// asserts the round trip). DNS names never end in `..` (dns.rs escapes a
+/// dot inside a label), so only an edited file hits it. Fix: in
+/// `normalize_host`, refuse a host that still ends with '.' after the one
+/// trailing dot is stripped (or that contains an empty label).
+#[test]
+fn known_peers_host_with_trailing_dots_round_trips() {
+    let data =
+        fs::read(root().join("tests/fuzz_regressions/known_peers/bug-host-trailing-dots")).unwrap();
+    blackpony::peers::fuzz_parse(&data);
+}
+
+/// src/policy.rs: `parse_key` accepts a bracketed host ending in two dots
+/// (`[mx.example.net..]`); `normalize` strips one, so the entry is stored as
+/// `[mx.example.net.]`, and every lookup strips that dot as well: the entry
+/// never matches, and a `require` written that way silently becomes the
+/// default policy. policy::fuzz_parse asserts that every entry finds itself.
+/// Fix: in `parse_key`, refuse a bracketed host whose inner part still ends
+/// with '.' after normalization (or has an empty label), like plain names.
+#[test]
+fn policy_entry_with_trailing_dots_in_brackets_matches_itself() {
+    let data =
+        fs::read(root().join("tests/fuzz_regressions/policy/bug-bracket-trailing-dots")).unwrap();
+    blackpony::policy::fuzz_parse(&data);
+    blackpony::policy::fuzz_parse(b"[mx.example.net..] require\n");
+}
+
+// ------------------------------------------------------------------- seeds
+
+fn dns_name(out: &mut Vec<u8>, name: &str) {
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
+/// A DNS reply: header, the question, and answers given as (type, rdata).
+fn dns_reply(id: u16, qname: &str, qtype: u16, answers: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&0x8180u16.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    dns_name(&mut m, qname);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    for (t, rdata) in answers {
+        m.extend_from_slice(&[0xc0, 12]); // the question's name
+        m.extend_from_slice(&t.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        m.extend_from_slice(&300u32.to_be_bytes());
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(rdata);
+    }
+    m
+}
+
+fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    use blackpony::suite::keyed::{ClientStart, ServerAwaitKey};
+    const OFFER: &str = "X25519-CHACHA20POLY1305 RSA-BLOWFISH ROT13";
+    let mut s: Vec<(&str, &str, Vec<u8>)> = Vec::new();
+
+    // smtp_line: sizes, ops (op, u16 arg), prefix length, then the stream.
+    let session = b"EHLO a.example\r\nMAIL FROM:<a@b>\r\nDATA\r\nSubject: x\r\n\r\n..dot\r\nbare\nlf\r\n.\r\nBDAT 5 LAST\r\n12345QUIT\r\n";
+    let mut line = vec![3, 1, 0, 7, 6];
+    for (op, arg) in [
+        (0u8, 4096u16),
+        (0, 4096),
+        (0, 4096),
+        (2, 0),
+        (0, 100),
+        (3, 5),
+        (0, 10),
+    ] {
+        line.push(op);
+        line.extend_from_slice(&arg.to_be_bytes());
+    }
+    line.extend_from_slice(&17u16.to_be_bytes());
+    line.extend_from_slice(session);
+    s.push(("smtp_line", "session", line));
+
+    let ehlo = b"250-mx.example Hello\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-XBLACKPONY RSA-BLOWFISH ROT13\r\n250 8BITMIME\r\n";
+    let mut reply = vec![2, 3, 0];
+    reply.extend_from_slice(ehlo);
+    s.push(("smtp_reply", "ehlo-reply", reply));
+    s.push((
+        "smtp_reply",
+        "multi",
+        b"\x00421-4.3.0 a\r\n421 4.3.0 b\r\n".to_vec(),
+    ));
+    s.push(("ehlo", "keyword", ehlo.to_vec()));
+    s.push(("ehlo", "single", b"250 mx.example\r\n".to_vec()));
+    s.push(("smtp_command", "bdat", b"BDAT 1000 LAST\r\n".to_vec()));
+    s.push((
+        "smtp_command",
+        "xblackpony",
+        b"XBLACKPONY ROT13\r\n".to_vec(),
+    ));
+    s.push(("base64", "text", b"Zm9vYmFy".to_vec()));
+
+    // handshake: selector byte (bit 7: suite, rest mod 5: step), then the message.
+    let key = common::test_key();
+    for (si, suite) in common::SUITES.into_iter().enumerate() {
+        let bit = (si as u8) << 7;
+        let client = ClientStart::new(suite, key, OFFER).unwrap();
+        let hello = blackpony::wire::base64::decode(&client.hello_base64()).unwrap();
+        let (server_hello, _) = ServerAwaitKey::new(suite, key, OFFER, &hello).unwrap();
+        let (client_key, _, _) = client.on_server_hello(&server_hello).unwrap();
+        let tag = if si == 0 { "rsa" } else { "x25519" };
+        for (name, step, body) in [
+            ("client-hello", 0u8, hello.clone()),
+            (
+                "server-hello-framed",
+                1,
+                [&[1u8][..], &server_hello].concat(),
+            ),
+            ("server-hello", 2, server_hello.clone()),
+            ("client-key", 3, client_key),
+            ("server-side-hello", 4, hello),
+        ] {
+            let name: &'static str = Box::leak(format!("{tag}-{name}").into_boxed_str());
+            s.push(("handshake", name, [&[bit | step][..], &body].concat()));
+        }
+        // record_open: a valid stream (also read as chunk size, flip position).
+        let payloads: [&[u8]; 4] = [b"EHLO a\r\n", &[b'x'; 1300], b"QUIT\r\n", &[0u8; 90]];
+        let name: &'static str = Box::leak(format!("{tag}-stream").into_boxed_str());
+        s.push(("record_open", name, common::sealed_stream(suite, &payloads)));
+    }
+    s.push((
+        "record_open",
+        "payload",
+        b"\x07\x00\x10MAIL FROM:<a@b>\r\n".to_vec(),
+    ));
+    s.push((
+        "record_open",
+        "x25519-payload",
+        b"\x87\x00\x10MAIL FROM:<a@b>\r\n".to_vec(),
+    ));
+
+    let mx = {
+        let mut r = 10u16.to_be_bytes().to_vec();
+        dns_name(&mut r, "mx.example.com");
+        r
+    };
+    s.push((
+        "dns",
+        "mx",
+        dns_reply(0x1234, "example.com", 15, &[(15, mx)]),
+    ));
+    s.push((
+        "dns",
+        "a",
+        dns_reply(
+            7,
+            "mx.example.com",
+            1,
+            &[(1, vec![192, 0, 2, 1]), (1, vec![192, 0, 2, 2])],
+        ),
+    ));
+    s.push((
+        "known_peers",
+        "file",
+        b"# blackpony known peers: host fingerprint suite first-seen last-seen\nmx.example.org SHA256:3q2+7w RSA-BLOWFISH 2026-11-28 2026-11-28\n[192.0.2.1] SHA256:abc RSA-BLOWFISH 2026-01-02 2026-03-04\n".to_vec(),
+    ));
+    s.push((
+        "policy",
+        "map",
+        b"# comment\nexample.org require\n.example.org tofu # subdomains\n[mx.example.net] may\n"
+            .to_vec(),
+    ));
+    s
+}
+
+#[test]
+fn write_seeds() {
+    let dir = root().join("fuzz/seeds");
+    let write = std::env::var_os("BLACKPONY_WRITE_SEEDS").is_some();
+    for (target, name, data) in seeds() {
+        // Every seed passes its target.
+        target_fn(target)(&data);
+        if write {
+            fs::create_dir_all(dir.join(target)).unwrap();
+            fs::write(dir.join(target).join(name), &data).unwrap();
+        }
+    }
+}
