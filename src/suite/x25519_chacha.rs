@@ -219,10 +219,11 @@ pub struct ServerAwaitKey {
     transcript: Transcript,
 }
 
+/// A parsed ClientHello: nonce, X25519 share, SPKI DER and the parsed key.
+pub type ClientHelloParts<'a> = ([u8; NONCE_LEN], [u8; DH_LEN], &'a [u8], PublicKey);
+
 /// Parse the ClientHello: nonce, X25519 share, SPKI and the parsed key.
-pub fn parse_client_hello(
-    hello: &[u8],
-) -> Option<([u8; NONCE_LEN], [u8; DH_LEN], &[u8], PublicKey)> {
+pub fn parse_client_hello(hello: &[u8]) -> Option<ClientHelloParts<'_>> {
     let mut r = Reader::new(hello);
     if r.u8()? != VERSION {
         return None;
