@@ -92,8 +92,8 @@ def hexdump(data, base=0, indent="    "):
 # The handshake messages after the 220 (src/suite/message.rs):
 # type(u8) || length(u16 BE) || body. Records start with a u32 length, so 0x00.
 HANDSHAKE = {
-    1: ("ServerHello", "site B's public key, and site B's secret encrypted to site A's key"),
-    2: ("ClientKey", "site A's secret encrypted to site B's key, and site A's Finished"),
+    1: ("ServerHello", "site B's host key, a fresh X25519 share, and B's signature of the handshake"),
+    2: ("ClientKey", "site A's signature of the handshake, and site A's Finished"),
     3: ("ServerFinished", "site B's proof that it holds the session keys"),
 }
 
@@ -521,7 +521,7 @@ def run(work, blackpony, mailer_bin, procs):
     p2 = free_port()
     inbound_log = path("inbound.log")
     cmd = [blackpony, "--listen", "127.0.0.1:%d" % p2, "--backend", "127.0.0.1:%d" % sink.port,
-           "--key", path("b.key"), "--log", inbound_log]
+           "--key", path("b.key"), "--log", inbound_log, "--record", path("inbound.jsonl")]
     inbound = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     procs.append(inbound)
     if not wait_listening(inbound, p2, inbound_log):
@@ -543,7 +543,7 @@ def run(work, blackpony, mailer_bin, procs):
     print("$ blackpony-mailer --port %d --key a.key --known-peers known_peers --log mailer.log '[127.0.0.1]'"
           % tap.port)
     mailer = subprocess.Popen([mailer_bin, "--port", str(tap.port), "--key", path("a.key"),
-                               "--known-peers", known_peers, "--log", mailer_log, "[127.0.0.1]"],
+                               "--known-peers", known_peers, "--log", mailer_log, "--record", path("mailer.jsonl"), "[127.0.0.1]"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     procs.append(mailer)
     sm = Sendmail(mailer)
@@ -600,7 +600,7 @@ def run(work, blackpony, mailer_bin, procs):
             print("  %-26s %4d bytes  %s" % ("handshake " + name_, size, what))
         shown = rest[records:records + 256]
         print("  %-26s %4d bytes  the SMTP dialogue: records of a 4-byte length," % ("encrypted records", len(rest) - records))
-        print("  %-26s %4s        Blowfish-CTR ciphertext and an HMAC-SHA1 tag" % ("", ""))
+        print("  %-26s %4s        ChaCha20-Poly1305 ciphertext and its 16-byte tag" % ("", ""))
         print("  The first %d bytes of the records:" % len(shown))
         hexdump(shown, base=records)
     print()
@@ -664,10 +664,10 @@ def run(work, blackpony, mailer_bin, procs):
           "known_peers:\n" + (peers_text or "(empty or missing)"))
     check(any("127.0.0.1" in l for l in pinned), "the pin names the remote ([127.0.0.1])",
           "pin lines: %r" % pinned)
-    check(any("suite=RSA-BLOWFISH" in l for l in inbound_lines),
-          "inbound.log: session ... suite=RSA-BLOWFISH", read_text(inbound_log))
-    check(any("suite=RSA-BLOWFISH" in l for l in mailer_lines),
-          "mailer.log: delivery ... suite=RSA-BLOWFISH", read_text(mailer_log))
+    check(any("suite=X25519-CHACHA20POLY1305" in l for l in inbound_lines),
+          "inbound.log: session ... suite=X25519-CHACHA20POLY1305", read_text(inbound_log))
+    check(any("suite=X25519-CHACHA20POLY1305" in l for l in mailer_lines),
+          "mailer.log: delivery ... suite=X25519-CHACHA20POLY1305", read_text(mailer_log))
     check(any("peer=" + fps["B"] in l for l in mailer_lines) and any("peer=" + fps["A"] in l for l in inbound_lines),
           "each side logged the other's key (mailer: site B's, blackpony: site A's)",
           "site A %s\nsite B %s" % (fps["A"], fps["B"]))
