@@ -83,26 +83,16 @@ enum Verdict {
 }
 
 /// One `group`/`test` record of a converted vector file.
-struct Record<'a> {
-    kind: &'a str,
-    fields: HashMap<&'a str, &'a str>,
-}
+#[path = "support/converted.rs"]
+mod converted;
+use converted::{parse_converted, Record};
 
 impl<'a> Record<'a> {
-    fn get(&self, key: &str) -> &'a str {
-        self.fields
-            .get(key)
-            .copied()
-            .unwrap_or_else(|| panic!("record lacks field {key}"))
-    }
     fn bytes(&self, key: &str) -> Vec<u8> {
         hex(self.get(key))
     }
     fn arr32(&self, key: &str) -> [u8; 32] {
         hex32(self.get(key))
-    }
-    fn num(&self, key: &str) -> usize {
-        self.get(key).parse().expect("decimal field")
     }
     fn verdict(&self) -> Verdict {
         match self.get("result") {
@@ -115,35 +105,6 @@ impl<'a> Record<'a> {
     fn has_flag(&self, flag: &str) -> bool {
         self.get("flags").split(',').any(|f| f == flag)
     }
-    fn tc(&self) -> &'a str {
-        self.get("tc")
-    }
-}
-
-/// Parses the line format written by `tests/vectors/convert.py`. Returns the
-/// declared `count` (Wycheproof's numberOfTests) and the records in order.
-fn parse_converted(text: &str) -> (usize, Vec<Record<'_>>) {
-    let mut count = None;
-    let mut records = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let kind = words.next().expect("non-empty line");
-        if kind == "count" {
-            assert!(count.is_none(), "two count lines");
-            count = Some(words.next().expect("count value").parse().unwrap());
-            continue;
-        }
-        assert!(kind == "group" || kind == "test", "unknown record {kind}");
-        let fields = words
-            .map(|w| w.split_once('=').expect("key=value"))
-            .collect();
-        records.push(Record { kind, fields });
-    }
-    (count.expect("file has a count line"), records)
 }
 
 // ---------------------------------------------------------------------------
