@@ -412,7 +412,7 @@ impl Session<'_> {
             self.check_injection()?;
             self.client
                 .send_reply(&Reply::new(220, &format!("2.0.0 Go ahead with ROT{n}")))?;
-            let (raw, rest, writer) = self.take_client();
+            let (raw, rest, writer) = self.client.take_streams();
             let src: BoxRead = Box::new(Cursor::new(rest).chain(raw));
             self.client.replace(
                 LineReader::new(Box::new(RotReader::new(src, n))),
@@ -443,7 +443,7 @@ impl Session<'_> {
             let mut flight = format!("220 2.0.0 Go ahead with {suite}\r\n").into_bytes();
             flight.extend_from_slice(&server_hello);
             self.client.send(&flight)?;
-            let (raw, rest, mut writer) = self.take_client();
+            let (raw, rest, mut writer) = self.client.take_streams();
             // Buffered: unbuffered, every record costs two reads (header, body).
             let mut src: BoxRead = Box::new(std::io::BufReader::with_capacity(
                 limits::COPY_BUFFER,
@@ -476,13 +476,5 @@ impl Session<'_> {
             return Err(Error::Injection);
         }
         Ok(())
-    }
-
-    /// Take the client's raw streams out of the peer, with buffered bytes.
-    fn take_client(&mut self) -> (BoxRead, Vec<u8>, BoxSink) {
-        let (r, w) = relay::detached();
-        let (reader, writer) = self.client.replace(r, w);
-        let (raw, rest) = reader.into_parts();
-        (raw, rest, writer)
     }
 }

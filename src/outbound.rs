@@ -466,7 +466,7 @@ pub fn negotiate(
             if !remote.reader.buffered().is_empty() {
                 return Err(Error::Injection);
             }
-            let (raw, _rest, writer) = take(remote);
+            let (raw, _rest, writer) = remote.take_streams();
             remote.replace(
                 LineReader::new(Box::new(RotReader::new(raw, n))),
                 Box::new(RotWriter::new(writer, n)),
@@ -479,7 +479,7 @@ pub fn negotiate(
             let start = ClientStart::new(keyed, key, offered).expect("a keyed suite");
             remote.send(format!("XBLACKPONY {keyed} {}\r\n", start.hello_base64()).as_bytes())?;
             expect_go_ahead(remote)?;
-            let (raw, rest, writer) = take(remote);
+            let (raw, rest, writer) = remote.take_streams();
             // Buffered: unbuffered, every record costs two reads (header, body).
             let mut src: BoxRead = Box::new(std::io::BufReader::with_capacity(
                 limits::COPY_BUFFER,
@@ -511,11 +511,4 @@ fn expect_go_ahead(remote: &mut Peer) -> Result<(), Error> {
         )));
     }
     Ok(())
-}
-
-fn take(p: &mut Peer) -> (BoxRead, Vec<u8>, crate::channel::BoxSink) {
-    let (r, w) = relay::detached();
-    let (reader, writer) = p.replace(r, w);
-    let (raw, rest) = reader.into_parts();
-    (raw, rest, writer)
 }

@@ -67,6 +67,15 @@ impl Peer {
         let _ = io::copy(&mut reader.take(1 << 20), &mut io::sink());
     }
 
+    /// Take the raw streams out (at the switch to encryption), with the bytes
+    /// the reader had buffered, leaving placeholders until `replace`.
+    pub fn take_streams(&mut self) -> (BoxRead, Vec<u8>, BoxSink) {
+        let (r, w) = detached();
+        let (reader, writer) = self.replace(r, w);
+        let (raw, rest) = reader.into_parts();
+        (raw, rest, writer)
+    }
+
     /// Swap the streams under this peer (at the switch to encryption).
     pub fn replace(
         &mut self,
