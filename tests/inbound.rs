@@ -938,15 +938,19 @@ fn backend_dying_mid_session_gets_421_and_close() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let backend = l.local_addr().unwrap();
     thread::spawn(move || {
+        // One thread per connection: start_inbound's readiness probe is a
+        // connection too, and must not hold up the session under test.
         for s in l.incoming().flatten() {
-            let mut w = s.try_clone().unwrap();
-            let mut r = io::BufReader::new(s);
-            let _ = w.write_all(b"220 dying.test\r\n");
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = w.write_all(b"250 dying.test\r\n");
-            line.clear();
-            let _ = r.read_line(&mut line);
+            thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = io::BufReader::new(s);
+                let _ = w.write_all(b"220 dying.test\r\n");
+                let mut line = String::new();
+                let _ = r.read_line(&mut line);
+                let _ = w.write_all(b"250 dying.test\r\n");
+                line.clear();
+                let _ = r.read_line(&mut line);
+            });
         }
     });
     let dir = scratch("inb-dies");
