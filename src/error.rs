@@ -7,7 +7,7 @@
 use std::fmt;
 use std::io;
 
-use crate::smtp::Reply;
+use crate::reply::Reply;
 
 /// sysexits.h codes that sendmail and Postfix's pipe(8) understand.
 pub mod exit {
@@ -67,12 +67,7 @@ pub enum Error {
 impl Error {
     pub fn io(what: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |e| match e.kind() {
-            _ if e
-                .get_ref()
-                .is_some_and(|inner| inner.is::<crate::wire::record::Truncated>()) =>
-            {
-                Error::Truncated(what)
-            }
+            _ if e.get_ref().is_some_and(|inner| inner.is::<Truncated>()) => Error::Truncated(what),
             io::ErrorKind::InvalidData => Error::Crypto,
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout(what),
             io::ErrorKind::UnexpectedEof
@@ -162,3 +157,17 @@ impl fmt::Debug for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// The marker inside the `io::Error` an encrypted reader returns when the
+/// stream ends without its authenticated Close record: [`Error::io`] turns
+/// it into [`Error::Truncated`], which is not an orderly end.
+#[derive(Debug)]
+pub struct Truncated;
+
+impl fmt::Display for Truncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("encrypted stream cut before its close record")
+    }
+}
+
+impl std::error::Error for Truncated {}

@@ -2,23 +2,18 @@
 //! the XBLACKPONY keyword added to the EHLO reply and the negotiation handled
 //! here. The explicit [`Phase`] decides what is allowed next.
 
-use std::io::Write;
-use std::io::{Cursor, Read};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::channel::{BoxRead, BoxSink};
 use crate::keys::HostKey;
-use crate::relay::{self, Counted, Counter, Peer, RelayOptions, Step};
-use crate::smtp::command::arguments;
-use crate::smtp::{ehlo, LineReader, Reply, Verb};
-use crate::suite::keyed::ServerAwaitKey;
-use crate::suite::message::{self, CLIENT_KEY};
-use crate::suite::rot::{RotReader, RotWriter};
-use crate::suite::{SuiteId, SuitePolicy};
-use crate::wire::base64;
-use crate::wire::record::{RecordReader, RecordWriter};
+use crate::peer::{tcp_halves, Counted, Peer, Traffic};
+use crate::relay::{self, RelayOptions, Step};
+use crate::smtp::{ehlo, Reply, Verb};
+use crate::suite::SuitePolicy;
+use crate::summary::{Outcome, Side, Summary};
+use crate::switch::{self, ServerSide};
 use crate::{limits, Error};
 
 /// How the backend learns the real client's address.
@@ -51,6 +46,17 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
+    /// A client socket (from inetd, a listener or systemd), with deadlines.
+    pub fn from_tcp(stream: TcpStream, timeout: Duration) -> std::io::Result<ClientConn> {
+        let addrs = (stream.peer_addr()?, stream.local_addr()?);
+        let (reader, writer) = tcp_halves(stream, timeout)?;
+        Ok(ClientConn {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            addrs: Some(addrs),
+        })
+    }
+
     /// A live socket: bytes after a switch command are an injection attempt.
     fn is_socket(&self) -> bool {
         self.addrs.is_some()
@@ -68,32 +74,6 @@ enum Phase {
     Encrypted,
 }
 
-/// What the per-connection log line reports.
-pub struct Summary {
-    pub client: String,
-    pub suite: String,
-    pub peer_fingerprint: String,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub started: Instant,
-    pub outcome: String,
-}
-
-impl Summary {
-    pub fn log_line(&self) -> String {
-        format!(
-            "session client={} suite={} peer={} in={} out={} duration={:.3}s end={}",
-            self.client,
-            self.suite,
-            self.peer_fingerprint,
-            self.bytes_in,
-            self.bytes_out,
-            self.started.elapsed().as_secs_f64(),
-            self.outcome
-        )
-    }
-}
-
 struct Session<'c> {
     cfg: &'c InboundConfig,
     client: Peer,
@@ -101,41 +81,30 @@ struct Session<'c> {
     phase: Phase,
     is_socket: bool,
     offer: String,
-    suite: Option<SuiteId>,
-    peer_fingerprint: Option<String>,
+    summary: Summary,
 }
 
 /// Serve one connection to its end. Never panics on peer input; every
 /// failure ends in a reply to the client where one is still possible.
 pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
-    let started = Instant::now();
     let addrs = conn.addrs;
     let is_socket = conn.is_socket();
-    let (count_in, count_out) = (Counter::default(), Counter::default());
+    let traffic = Traffic::default();
     let mut client = Peer::new(
-        Box::new(Counted::new(conn.reader, &count_in)),
-        Box::new(Counted::new(conn.writer, &count_out)),
+        Box::new(Counted::new(conn.reader, &traffic.received)),
+        Box::new(Counted::new(conn.writer, &traffic.sent)),
         "client",
     );
-    let mut summary = Summary {
-        client: addrs
-            .map(|(p, _)| p.to_string())
-            .unwrap_or_else(|| "local".into()),
-        suite: "plain".into(),
-        peer_fingerprint: "-".into(),
-        bytes_in: 0,
-        bytes_out: 0,
-        started,
-        outcome: "quit".into(),
-    };
+    let mut summary = Summary::new(Side::Inbound {
+        client: addrs.map(|(p, _)| p),
+    });
     match connect_backend(cfg, addrs) {
         Err(e) => {
             let _ = client.send_reply(&e.smtp_reply());
             client.close();
-            summary.outcome = format!("error: {e}");
+            summary.outcome = Outcome::Error(e.to_string());
         }
         Ok(backend) => {
-            let offer = cfg.suites.server_offer(cfg.key.is_some());
             let mut s = Session {
                 cfg,
                 client,
@@ -145,24 +114,18 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
                     mail_seen: false,
                 },
                 is_socket,
-                offer,
-                suite: None,
-                peer_fingerprint: None,
+                offer: cfg.suites.server_offer(cfg.key.is_some()),
+                summary,
             };
             if let Err(e) = s.run(addrs) {
                 s.fail(&e);
-                summary.outcome = format!("error: {e}");
+                s.summary.outcome = Outcome::Error(e.to_string());
             }
-            if let Some(suite) = s.suite {
-                summary.suite = suite.to_string();
-            }
-            if let Some(fp) = s.peer_fingerprint {
-                summary.peer_fingerprint = fp;
-            }
+            summary = s.summary;
         }
     }
-    summary.bytes_in = count_in.get();
-    summary.bytes_out = count_out.get();
+    summary.bytes_in = traffic.received.get();
+    summary.bytes_out = traffic.sent.get();
     summary
 }
 
@@ -170,22 +133,15 @@ fn connect_backend(
     cfg: &InboundConfig,
     addrs: Option<(SocketAddr, SocketAddr)>,
 ) -> Result<Peer, Error> {
-    let stream = crate::netio::connect(
-        &cfg.backend,
-        cfg.source,
-        limits::CONNECT_TIMEOUT,
-        cfg.timeout,
-    )
-    .map_err(|e| Error::Backend(format!("cannot connect to {}: {e}", cfg.backend)))?;
+    let stream = crate::netio::connect(&cfg.backend, cfg.source, limits::CONNECT_TIMEOUT)
+        .map_err(|e| Error::Backend(format!("cannot connect to {}: {e}", cfg.backend)))?;
     let header = match cfg.passing {
         ClientAddressPassing::ProxyV1 => Some(proxy_v1(addrs)),
         ClientAddressPassing::ProxyV2 => Some(proxy_v2(addrs)),
         _ => None,
     };
-    let reader = stream
-        .try_clone()
+    let mut peer = Peer::from_tcp(stream, "backend", cfg.timeout, None)
         .map_err(|e| Error::Backend(e.to_string()))?;
-    let mut peer = Peer::new(Box::new(reader), Box::new(stream), "backend");
     if let Some(h) = header {
         peer.send(&h)?;
     }
@@ -309,22 +265,7 @@ impl Session<'_> {
     }
 
     fn pipe(&mut self) -> Result<(), Error> {
-        let (cr, cw) = relay::detached();
-        let (br, bw) = relay::detached();
-        let (cr, cw) = self.client.replace(cr, cw);
-        let (br, bw) = self.backend.replace(br, bw);
-        relay::pipe(
-            Peer {
-                reader: cr,
-                writer: cw,
-                name: "client",
-            },
-            Peer {
-                reader: br,
-                writer: bw,
-                name: "backend",
-            },
-        )
+        relay::pipe(self.client.take(), self.backend.take())
     }
 
     /// Tell Postfix who the real client is (XCLIENT), returning the new greeting.
@@ -397,83 +338,17 @@ impl Session<'_> {
         if mail_seen {
             return self.refuse(503, "5.5.1 XBLACKPONY must come before MAIL");
         }
-        let args = arguments(line);
-        let Some(first) = args.first() else {
-            return self.refuse(501, "5.5.4 Syntax: XBLACKPONY <suite> [arguments]");
+        let side = ServerSide {
+            offer: &self.offer,
+            suites: &self.cfg.suites,
+            key: self.cfg.key.as_deref(),
+            live: self.is_socket,
         };
-        let suite = match SuiteId::parse(first) {
-            Some(s) if self.cfg.suites.accepts(s) && (s.is_rot() || self.cfg.key.is_some()) => s,
-            _ => return self.refuse(504, "5.5.4 Suite not supported"),
-        };
-        if let SuiteId::Rot(n) = suite {
-            if args.len() != 1 {
-                return self.refuse(501, "5.5.4 ROTn takes no arguments");
-            }
-            self.check_injection()?;
-            self.client
-                .send_reply(&Reply::new(220, &format!("2.0.0 Go ahead with ROT{n}")))?;
-            let (raw, rest, writer) = self.client.take_streams();
-            let src: BoxRead = Box::new(Cursor::new(rest).chain(raw));
-            self.client.replace(
-                LineReader::new(Box::new(RotReader::new(src, n))),
-                Box::new(RotWriter::new(writer, n)),
-            );
-        } else {
-            let key = self
-                .cfg
-                .key
-                .clone()
-                .expect("keyed suites are offered only with a key");
-            let Some(hello) = args
-                .get(1)
-                .filter(|_| args.len() == 2)
-                .and_then(|a| base64::decode(a))
-            else {
-                return self.refuse(
-                    501,
-                    &format!("5.5.4 Syntax: XBLACKPONY {suite} <base64 ClientHello>"),
-                );
-            };
-            let Some((server_hello, state)) = ServerAwaitKey::new(suite, &key, &self.offer, &hello)
-            else {
-                return self.refuse(501, "5.5.4 Malformed ClientHello");
-            };
-            self.check_injection()?;
-            // The go-ahead and our hello in one write: one flight.
-            let mut flight = format!("220 2.0.0 Go ahead with {suite}\r\n").into_bytes();
-            flight.extend_from_slice(&server_hello);
-            self.client.send(&flight)?;
-            let (raw, rest, mut writer) = self.client.take_streams();
-            // Buffered: unbuffered, every record costs two reads (header, body).
-            let mut src: BoxRead = Box::new(std::io::BufReader::with_capacity(
-                limits::COPY_BUFFER,
-                Cursor::new(rest).chain(raw),
-            ));
-            let client_key = message::read(&mut src, CLIENT_KEY).map_err(|_| Error::Crypto)?;
-            let (finished, keys) = state.on_client_key(&client_key)?;
-            writer
-                .write_all(&finished)
-                .and_then(|_| writer.flush())
-                .map_err(Error::io("client"))?;
-            self.peer_fingerprint = Some(keys.peer_fingerprint);
-            self.client.replace(
-                LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
-                Box::new(RecordWriter::new(writer, keys.sealer)),
-            );
-        }
-        log::info!("encryption on: suite={suite}");
-        self.suite = Some(suite);
-        self.phase = Phase::ExpectInnerEhlo;
-        Ok(())
-    }
-
-    /// On a live socket, anything the client sent after the switch command
-    /// and before our answer was sent before it could know the answer: an
-    /// injection attempt (the CVE-2011-0411 bug class). In a piped debugging
-    /// session those bytes are simply the rest of the recording.
-    fn check_injection(&self) -> Result<(), Error> {
-        if self.is_socket && !self.client.reader.buffered().is_empty() {
-            return Err(Error::Injection);
+        if let Some(on) = switch::serve(&mut self.client, line, &side)? {
+            log::info!("encryption on: suite={}", on.suite);
+            self.summary.suite = Some(on.suite);
+            self.summary.peer_fingerprint = on.peer_fingerprint;
+            self.phase = Phase::ExpectInnerEhlo;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use base64ct::{Base64Unpadded, Encoding};
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
@@ -13,7 +14,6 @@ use rsa::{PrivateKey, PublicKey};
 
 use crate::crypto::hash::sha256;
 use crate::limits::{MAX_RSA_BITS, MIN_RSA_BITS};
-use crate::wire::base64;
 use crate::Error;
 
 /// Where both programs look for the host key unless told otherwise.
@@ -145,7 +145,10 @@ fn temp_path(path: &Path) -> PathBuf {
 /// `SHA256:` and the unpadded base64 SHA-256 of the SubjectPublicKeyInfo DER,
 /// the same shape as OpenSSH's key fingerprints.
 pub fn fingerprint(spki_der: &[u8]) -> String {
-    format!("SHA256:{}", base64::encode_unpadded(&sha256(spki_der)))
+    format!(
+        "SHA256:{}",
+        Base64Unpadded::encode_string(&sha256(spki_der))
+    )
 }
 
 /// Parse a peer's SubjectPublicKeyInfo DER, refusing key sizes outside our limits.

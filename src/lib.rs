@@ -19,6 +19,7 @@
 
 pub mod channel;
 pub mod cli;
+pub mod clock;
 pub mod crypto;
 pub mod dns;
 pub mod error;
@@ -28,14 +29,17 @@ pub mod limits;
 pub mod logging;
 pub mod netio;
 pub mod outbound;
+pub mod peer;
 pub mod peers;
 pub mod pipe_client;
 pub mod policy;
 pub mod relay;
-pub mod report;
+pub mod reply;
 pub mod session_record;
 pub mod smtp;
 pub mod suite;
+pub mod summary;
+pub mod switch;
 pub mod wire;
 
 pub use error::{Error, Result};

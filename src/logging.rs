@@ -8,10 +8,11 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-/// Sends each log line as one syslog datagram (facility mail).
+/// Sends each log line as one syslog datagram (facility mail). The format
+/// function has already put the `<PRI>tag[pid]: ` header in front, because
+/// only it knows the record's level.
 struct Syslog {
     sock: UnixDatagram,
-    tag: String,
     line: Vec<u8>,
 }
 
@@ -20,16 +21,24 @@ impl Write for Syslog {
         self.line.extend_from_slice(buf);
         while let Some(i) = self.line.iter().position(|&b| b == b'\n') {
             let msg: Vec<u8> = self.line.drain(..=i).collect();
-            // <22> = facility mail (2) * 8 + severity info (6). The level is in the text.
-            let mut dgram = format!("<22>{}[{}]: ", self.tag, std::process::id()).into_bytes();
-            dgram.extend_from_slice(&msg[..msg.len() - 1]);
-            let _ = self.sock.send(&dgram);
+            let _ = self.sock.send(&msg[..msg.len() - 1]);
         }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// The syslog priority of a record: facility mail (2) * 8 + the severity
+/// its level maps to, so `mail.err` filters see errors.
+fn syslog_priority(level: log::Level) -> u8 {
+    16 + match level {
+        log::Level::Error => 3,
+        log::Level::Warn => 4,
+        log::Level::Info => 6,
+        log::Level::Debug | log::Level::Trace => 7,
     }
 }
 
@@ -47,21 +56,27 @@ pub fn init(tag: &str, file: Option<&Path>) -> Result<(), String> {
         None => match UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|_| s)) {
             Ok(sock) => Box::new(Syslog {
                 sock,
-                tag: tag.to_string(),
                 line: Vec::new(),
             }),
             Err(_) => Box::new(io::sink()),
         },
     };
-    let with_time = file.is_some();
+    let to_syslog = file.is_none();
     let tag_owned = tag.to_string();
     let pid = std::process::id();
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Info)
         .parse_env("RUST_LOG")
         .format(move |buf, record| {
-            if with_time {
-                write!(buf, "{} {}[{}]: ", utc_timestamp(), tag_owned, pid)?;
+            if to_syslog {
+                let pri = syslog_priority(record.level());
+                write!(buf, "<{pri}>{tag_owned}[{pid}]: ")?;
+            } else {
+                write!(
+                    buf,
+                    "{} {tag_owned}[{pid}]: ",
+                    crate::clock::utc_timestamp()
+                )?;
             }
             writeln!(
                 buf,
@@ -79,41 +94,19 @@ pub fn init(tag: &str, file: Option<&Path>) -> Result<(), String> {
     Ok(())
 }
 
-/// The current time as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let t = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil: days since 1970-01-01 to (year, month, day).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn civil_dates() {
-        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
-        assert_eq!(super::civil_from_days(20_785), (2026, 11, 28));
-        assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
-    }
+/// From now on a panic is logged, `line` (if any) is written to stdout, and
+/// the process exits with `code`. The mailer uses it so that a bug defers
+/// the message (75) instead of exiting 101, which sendmail and Postfix's
+/// pipe(8) would take as a permanent failure. Call it after [`init`], which
+/// installs the log-only hook.
+pub fn exit_on_panic(line: Option<&'static str>, code: i32) {
+    std::panic::set_hook(Box::new(move |info| {
+        log::error!("internal error (panic): {info}");
+        if let Some(l) = line {
+            let mut out = io::stdout();
+            let _ = out.write_all(l.as_bytes());
+            let _ = out.flush();
+        }
+        std::process::exit(code);
+    }));
 }

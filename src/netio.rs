@@ -20,28 +20,14 @@ pub fn stdin_socket() -> Option<(TcpStream, SocketAddr)> {
     Some((stream, peer))
 }
 
-/// Set read and write deadlines on a socket.
-pub fn set_timeouts(s: &TcpStream, timeout: Duration) -> io::Result<()> {
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))
-}
-
-/// Connect to `addr` within `timeout`, optionally from `source`, and set
-/// `io_timeout` on the result. Tries each address `addr` resolves to.
-pub fn connect(
-    addr: &str,
-    source: Option<IpAddr>,
-    timeout: Duration,
-    io_timeout: Duration,
-) -> io::Result<TcpStream> {
+/// Connect to `addr` within `timeout`, optionally from `source`. Tries
+/// each address `addr` resolves to. [`crate::peer::Peer::from_tcp`] sets the
+/// deadlines of the connection.
+pub fn connect(addr: &str, source: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address"));
     for sa in addr.to_socket_addrs()? {
         match connect_one(sa, source, timeout) {
-            Ok(s) => {
-                set_timeouts(&s, io_timeout)?;
-                s.set_nodelay(true)?;
-                return Ok(s);
-            }
+            Ok(s) => return Ok(s),
             Err(e) => last = e,
         }
     }

@@ -14,13 +14,13 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
+use base64ct::{Base64, Encoding};
 use blackpony::keys::{fingerprint, HostKey};
 use blackpony::limits::{MAX_HANDSHAKE_MESSAGE, MAX_LINE};
 use blackpony::suite::message::{self, CLIENT_KEY, SERVER_FINISHED, SERVER_HELLO};
 use blackpony::suite::rsa_blowfish::{
     parse_client_hello, ClientStart, Keys, ServerAwaitKey, NONCE_LEN, VERSION,
 };
-use blackpony::wire::base64;
 use blackpony::wire::record::{Opened, RecordReader, RecordType, RecordWriter, HEADER_LEN};
 use blackpony::Error;
 use rsa::pkcs8::EncodePublicKey;
@@ -78,7 +78,7 @@ impl Rng {
 /// The ClientHello bytes as the server gets them: base64-decoded from the
 /// command argument.
 fn hello_bytes(start: &ClientStart) -> Vec<u8> {
-    base64::decode(&start.hello_base64()).expect("canonical base64")
+    Base64::decode_vec(&start.hello_base64()).expect("canonical base64")
 }
 
 fn flip(buf: &mut [u8], bit: usize) {
@@ -246,7 +246,7 @@ fn full_handshake_and_data_over_tcp() {
             .strip_prefix("XBLACKPONY RSA-BLOWFISH ")
             .and_then(|l| l.strip_suffix("\r\n"))
             .ok_or("bad command line")?;
-        let hello = base64::decode(arg).ok_or("bad base64")?;
+        let hello = Base64::decode_vec(arg).map_err(|_| "bad base64")?;
         let (sh, state) =
             ServerAwaitKey::new(&keys().server, OFFER, &hello).ok_or("malformed ClientHello")?;
         let mut flight = b"220 2.0.0 Go ahead with RSA-BLOWFISH\r\n".to_vec();
@@ -751,7 +751,10 @@ fn largest_client_hello_fits_the_command_line() {
     let spki = fake_public_key_der(4096);
     let hello = hello_with(VERSION, &spki);
     assert!(parse_client_hello(&hello).is_some());
-    let line = format!("XBLACKPONY RSA-BLOWFISH {}\r\n", base64::encode(&hello));
+    let line = format!(
+        "XBLACKPONY RSA-BLOWFISH {}\r\n",
+        Base64::encode_string(&hello)
+    );
     assert!(line.len() <= MAX_LINE, "{} > {MAX_LINE}", line.len());
     // And a ServerHello with a 4096-bit key and ciphertext fits a handshake message.
     assert!(NONCE_LEN + 2 + spki.len() + 2 + 512 <= MAX_HANDSHAKE_MESSAGE);

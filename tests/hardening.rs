@@ -255,12 +255,12 @@ fn four_gib_length_prefix_closes_at_once_in_small_memory() {
         let (peer, mut raw) = {
             let r: blackpony::channel::BoxRead = Box::new(s.try_clone().unwrap());
             let w: blackpony::channel::BoxSink = Box::new(s.try_clone().unwrap());
-            let mut peer = blackpony::relay::Peer::new(r, w, "server");
+            let mut peer = blackpony::peer::Peer::new(r, w, "server");
             assert_eq!(peer.read_reply().unwrap().code, 220);
             peer.send(b"EHLO client.test\r\n").unwrap();
             let rep = peer.read_reply().unwrap();
             let offered = blackpony::smtp::ehlo::offered_suites(&rep).unwrap();
-            let (inner, _) = blackpony::outbound::negotiate(
+            let (inner, _) = blackpony::switch::request(
                 &mut peer,
                 Some(&key),
                 suite,

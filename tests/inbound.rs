@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use blackpony::channel::{BoxRead, BoxSink};
 use blackpony::keys::HostKey;
-use blackpony::relay::Peer;
+use blackpony::peer::Peer;
 use blackpony::smtp::{ehlo, Reply};
 use blackpony::suite::SuiteId;
 
@@ -318,8 +318,10 @@ fn keyed_handshake(peer: &mut Peer, key: &HostKey, suite: SuiteId) -> (Reply, Op
     peer.send(b"EHLO outer.test\r\n").unwrap();
     let reply = peer.read_reply().unwrap();
     let offered = ehlo::offered_suites(&reply).expect("XBLACKPONY offered");
-    blackpony::outbound::negotiate(peer, Some(key), suite, &offered, b"EHLO inner.test\r\n")
-        .unwrap()
+    let (reply, on) =
+        blackpony::switch::request(peer, Some(key), suite, &offered, b"EHLO inner.test\r\n")
+            .unwrap();
+    (reply, on.peer_fingerprint)
 }
 
 fn peer_cmd(peer: &mut Peer, line: &str) -> Reply {

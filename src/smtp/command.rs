@@ -57,11 +57,7 @@ pub fn arguments(line: &[u8]) -> Vec<&str> {
     text.split(' ').skip(1).filter(|w| !w.is_empty()).collect()
 }
 
-/// `line` without its trailing CRLF or LF.
-pub fn trim_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
+pub use crate::reply::trim_eol;
 
 /// The chunk size and LAST flag of `BDAT <size> [LAST]` (RFC 3030).
 pub fn bdat_args(line: &[u8]) -> Option<(u64, bool)> {

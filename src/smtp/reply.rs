@@ -5,53 +5,12 @@ use std::io::Read;
 
 use super::line::LineReader;
 use crate::limits::{MAX_LINE, MAX_REPLY_LINES};
+pub use crate::reply::{trim_eol, Reply};
 use crate::Error;
-
-/// One reply: its code and its raw lines, each with its line terminator.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Reply {
-    pub code: u16,
-    pub lines: Vec<Vec<u8>>,
-}
-
-impl Reply {
-    /// A one-line reply of our own: `text` starts with the enhanced status code.
-    pub fn new(code: u16, text: &str) -> Reply {
-        Reply {
-            code,
-            lines: vec![format!("{code} {text}\r\n").into_bytes()],
-        }
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.lines.concat()
-    }
-
-    pub fn is_positive(&self) -> bool {
-        (200..400).contains(&self.code)
-    }
-
-    /// The text of each line after "ddd-" or "ddd ", without the terminator.
-    pub fn texts(&self) -> impl Iterator<Item = &[u8]> {
-        self.lines
-            .iter()
-            .map(|l| super::command::trim_eol(l).get(4..).unwrap_or(&[]))
-    }
-
-    /// The first line's text, lossily decoded, for logs.
-    pub fn summary(&self) -> String {
-        let first = self
-            .lines
-            .first()
-            .map(|l| super::command::trim_eol(l))
-            .unwrap_or(&[]);
-        String::from_utf8_lossy(first).into_owned()
-    }
-}
 
 /// Parse the code and continuation flag of one reply line.
 pub fn parse_line(line: &[u8]) -> Option<(u16, bool)> {
-    let body = super::command::trim_eol(line);
+    let body = trim_eol(line);
     if body.len() < 3
         || !body[..3].iter().all(|b| b.is_ascii_digit())
         || !(b'2'..=b'5').contains(&body[0])

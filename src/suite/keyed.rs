@@ -1,72 +1,11 @@
-//! What every keyed suite shares once it has a shared secret: the transcript
-//! start, the session keys, the Finished exchange, and one front door
-//! ([`ClientStart`], [`ServerAwaitKey`]) that dispatches on the suite, so the
-//! inbound and outbound sessions run any keyed suite the same way.
+//! One front door for the keyed suites ([`ClientStart`], [`ServerAwaitKey`])
+//! that dispatches on the suite, so [`crate::switch`] runs any keyed suite
+//! the same way. This module imports the suites; they never import it.
 
-use super::message::{self, SERVER_FINISHED};
+pub use super::common::{ClientAwaitFinished, Keys};
 use super::{rsa_blowfish, x25519_chacha, SuiteId};
-use crate::crypto::hash::{Transcript, HASH_LEN};
-use crate::crypto::mac::MAC_LEN;
-use crate::keys::{fingerprint, HostKey};
-use crate::wire::record::{Opener, ProtectionFactory, Sealer};
-use crate::wire::schedule::{Role, Schedule};
+use crate::keys::HostKey;
 use crate::Error;
-
-/// Fresh random bytes sent by each side in its hello.
-pub const NONCE_LEN: usize = 32;
-
-/// The session's record keys and who the peer is.
-pub struct Keys {
-    pub sealer: Sealer,
-    pub opener: Opener,
-    pub peer_fingerprint: String,
-}
-
-/// The record keys `role` uses, and the peer's name.
-pub fn keys_for(
-    role: Role,
-    schedule: &Schedule,
-    factory: ProtectionFactory,
-    peer_spki: &[u8],
-) -> Keys {
-    let other = match role {
-        Role::Client => Role::Server,
-        Role::Server => Role::Client,
-    };
-    Keys {
-        sealer: Sealer::new(factory, schedule.traffic(role)),
-        opener: Opener::new(factory, schedule.traffic(other)),
-        peer_fingerprint: fingerprint(peer_spki),
-    }
-}
-
-/// The transcript's first items: the protocol, the suite list the server
-/// offered (as its EHLO reply gave it) and the suite chosen. An attacker who
-/// edits the offered list makes the two transcripts differ.
-pub fn start_transcript(offered: &str, suite: SuiteId) -> Transcript {
-    let mut t = Transcript::new();
-    t.add(b"blackpony/1");
-    t.add(offered.as_bytes());
-    t.add(suite.to_string().as_bytes());
-    t
-}
-
-/// Client, after sending its key and Finished: waiting for the server's Finished.
-pub struct ClientAwaitFinished {
-    pub(crate) schedule: Schedule,
-    pub(crate) th2: [u8; HASH_LEN],
-}
-
-impl ClientAwaitFinished {
-    /// Check the framed ServerFinished.
-    pub fn on_server_finished(self, msg: &[u8]) -> Result<(), Error> {
-        let tag = message::body(msg, SERVER_FINISHED).ok_or(Error::Crypto)?;
-        if tag.len() != MAC_LEN || !self.schedule.verify_finished(Role::Server, &self.th2, tag) {
-            return Err(Error::Crypto);
-        }
-        Ok(())
-    }
-}
 
 /// Client side of any keyed suite, before the server's hello.
 pub enum ClientStart<'k> {

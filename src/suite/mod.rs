@@ -1,7 +1,8 @@
-//! The negotiated suites. Each is data (its name) plus one module that turns
-//! the connection into a [`crate::channel::Channel`]. Adding a suite means
-//! adding a variant here and a module beside this file.
+//! The negotiated suites. Each is data (its name) plus one module with its
+//! handshake; [`keyed`] is the front door [`crate::switch`] uses. Adding a
+//! suite means adding a variant here and a module beside this file.
 
+pub mod common;
 pub mod keyed;
 pub mod message;
 pub mod rot;

@@ -13,10 +13,11 @@
 //! ServerFinished  = finished_s(20)
 //! ```
 
+use base64ct::{Base64, Encoding};
 use rsa::PublicKey;
 
-use super::keyed::{keys_for, start_transcript};
-pub use super::keyed::{ClientAwaitFinished, Keys, NONCE_LEN};
+use super::common::{keys_for, start_transcript};
+pub use super::common::{ClientAwaitFinished, Keys, NONCE_LEN};
 use super::message::{self, CLIENT_KEY, SERVER_HELLO};
 use super::SuiteId;
 use crate::crypto::blowfish_ctr::{BlowfishCtr, IV_LEN, KEY_LEN};
@@ -111,7 +112,7 @@ impl<'k> ClientStart<'k> {
 
     /// The command argument: base64 of the ClientHello.
     pub fn hello_base64(&self) -> String {
-        crate::wire::base64::encode(&self.hello)
+        Base64::encode_string(&self.hello)
     }
 
     /// Process the framed ServerHello; returns the framed ClientKey to send,

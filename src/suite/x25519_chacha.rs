@@ -16,14 +16,15 @@
 //!         through the framed ServerHello
 //! ```
 
+use base64ct::{Base64, Encoding};
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 use rsa::{Pss, PublicKey};
 use sha2::Sha256;
 use x25519_dalek::{EphemeralSecret, PublicKey as DhPublic};
 
-use super::keyed::{keys_for, start_transcript};
-pub use super::keyed::{ClientAwaitFinished, Keys, NONCE_LEN};
+use super::common::{keys_for, start_transcript};
+pub use super::common::{ClientAwaitFinished, Keys, NONCE_LEN};
 use super::message::{self, CLIENT_KEY, SERVER_FINISHED, SERVER_HELLO};
 use super::SuiteId;
 use crate::crypto::hash::{sha256, Transcript, HASH_LEN};
@@ -155,7 +156,7 @@ impl<'k> ClientStart<'k> {
     }
 
     pub fn hello_base64(&self) -> String {
-        crate::wire::base64::encode(&self.hello)
+        Base64::encode_string(&self.hello)
     }
 
     pub fn on_server_hello(

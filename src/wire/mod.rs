@@ -2,7 +2,6 @@
 //! handshake messages, the key schedule, and the record layer.
 //! docs/PROTOCOL.md is the specification; this code follows it section by section.
 
-pub mod base64;
 pub mod codec;
 pub mod record;
 pub mod schedule;

@@ -232,18 +232,7 @@ impl Opener {
     }
 }
 
-/// The error inside an `io::Error` when an encrypted stream ends without its
-/// Close record: a cut connection, told apart from a finished one.
-#[derive(Debug)]
-pub struct Truncated;
-
-impl std::fmt::Display for Truncated {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("encrypted stream cut before its close record")
-    }
-}
-
-impl std::error::Error for Truncated {}
+pub use crate::error::Truncated;
 
 fn truncation(e: io::Error) -> io::Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {

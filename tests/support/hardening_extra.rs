@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use blackpony::channel::{BoxRead, BoxSink, Sink};
 use blackpony::keys::HostKey;
-use blackpony::relay::Peer;
+use blackpony::peer::Peer;
 use blackpony::smtp::ehlo;
 use blackpony::suite::SuiteId;
 
@@ -324,7 +324,7 @@ pub fn plain_client(addr: SocketAddr) -> (Peer, Option<String>, TcpStream) {
 pub fn encrypted_client(addr: SocketAddr, key: &HostKey) -> (Peer, TcpStream) {
     let (mut p, offered, raw) = plain_client(addr);
     let offered = offered.expect("the server offers XBLACKPONY");
-    let (inner, fp) = blackpony::outbound::negotiate(
+    let (inner, fp) = blackpony::switch::request(
         &mut p,
         Some(key),
         SuiteId::RsaBlowfish,
@@ -333,7 +333,7 @@ pub fn encrypted_client(addr: SocketAddr, key: &HostKey) -> (Peer, TcpStream) {
     )
     .unwrap();
     assert_eq!(inner.code, 250);
-    assert!(fp.is_some());
+    assert!(fp.peer_fingerprint.is_some());
     (p, raw)
 }
 

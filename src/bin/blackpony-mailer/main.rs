@@ -12,11 +12,13 @@ use blackpony::cli;
 use blackpony::dns::Resolver;
 use blackpony::error::exit;
 use blackpony::outbound::{self, OutboundConfig};
+use blackpony::peer::Peer;
 use blackpony::peers::KnownPeers;
 use blackpony::policy::{Policy, PolicyMap};
-use blackpony::relay::{Peer, RelayOptions};
+use blackpony::relay::RelayOptions;
 use blackpony::session_record::{self, RecordFile};
-use blackpony::{netio, Error};
+use blackpony::summary::{Outcome, Summary};
+use blackpony::{logging, netio, Error};
 
 const DEFAULT_KNOWN_PEERS: &str = "/var/lib/blackpony/known_peers";
 
@@ -74,13 +76,8 @@ fn options() -> getopts::Options {
 static RECORD: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
 
 /// The delivery's log line and its record, from the one summary.
-fn finish(summary: &outbound::Summary) {
-    let rec = session_record::from_outbound(summary);
-    session_record::log_and_append(
-        &summary.log_line(),
-        &rec,
-        RECORD.get().and_then(Option::as_ref),
-    );
+fn finish(summary: &Summary) {
+    session_record::log_and_append(summary, RECORD.get().and_then(Option::as_ref));
 }
 
 fn usage(o: &getopts::Options) -> String {
@@ -109,11 +106,10 @@ fn main() -> ExitCode {
         .take_while(|a| *a != "--")
         .any(|a| a == "--pipe");
     if pipe {
-        std::panic::set_hook(Box::new(|info| {
-            log::error!("internal error: {info}");
-            println!("4.3.0 blackpony-mailer: internal error");
-            std::process::exit(exit::TEMPFAIL);
-        }));
+        logging::exit_on_panic(
+            Some("4.3.0 blackpony-mailer: internal error\n"),
+            exit::TEMPFAIL,
+        );
     }
     let o = options();
     let m = match o.parse(&args) {
@@ -168,11 +164,23 @@ fn main() -> ExitCode {
         };
     }
     let log_file = m.opt_str("log").map(PathBuf::from);
-    if let Err(e) = blackpony::logging::init("blackpony-mailer", log_file.as_deref()) {
+    if let Err(e) = logging::init("blackpony-mailer", log_file.as_deref()) {
         if pipe {
             return pipe_setup_error(&e);
         }
         return greet_error(&Error::Config(e));
+    }
+    // logging::init installed a log-only panic hook: a bug must still defer.
+    if pipe {
+        logging::exit_on_panic(
+            Some("4.3.0 blackpony-mailer: internal error\n"),
+            exit::TEMPFAIL,
+        );
+    } else {
+        logging::exit_on_panic(
+            Some("421 4.3.0 Internal error, try again later\r\n"),
+            exit::TEMPFAIL,
+        );
     }
     let _ = RECORD.set(cli::record_file(&m));
     if m.opt_present("pipe") {
@@ -197,7 +205,7 @@ fn main() -> ExitCode {
     let sendmail = Peer::new(Box::new(reader), Box::new(std::io::stdout()), "sendmail");
     let summary = outbound::deliver(&dest, sendmail, &cfg);
     finish(&summary);
-    if summary.outcome == "quit" {
+    if summary.outcome == Outcome::Quit {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(exit::TEMPFAIL as u8)

@@ -16,6 +16,7 @@ use blackpony::inbound::{self, ClientAddressPassing, ClientConn, InboundConfig};
 use blackpony::netio;
 use blackpony::relay::RelayOptions;
 use blackpony::session_record::{self, RecordFile};
+use blackpony::summary::Summary;
 use blackpony::Error;
 
 const DEFAULT_BACKEND: &str = "127.0.0.1:2525";
@@ -66,13 +67,8 @@ fn options() -> getopts::Options {
 static RECORD: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
 
 /// The session's log line and its record, from the one summary.
-fn finish(summary: &inbound::Summary) {
-    let rec = session_record::from_inbound(summary);
-    session_record::log_and_append(
-        &summary.log_line(),
-        &rec,
-        RECORD.get().and_then(Option::as_ref),
-    );
+fn finish(summary: &Summary) {
+    session_record::log_and_append(summary, RECORD.get().and_then(Option::as_ref));
 }
 
 fn usage(o: &getopts::Options) -> String {
@@ -189,22 +185,13 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
 /// Serve the connection inetd gave us on stdin/stdout.
 fn serve_stdin(cfg: &InboundConfig) -> ExitCode {
     let conn = match netio::stdin_socket() {
-        Some((stream, peer)) => {
-            let _ = netio::set_timeouts(&stream, cfg.timeout);
-            let _ = stream.set_nodelay(true);
-            let local = stream.local_addr().unwrap_or(peer);
-            match stream.try_clone() {
-                Ok(reader) => ClientConn {
-                    reader: Box::new(reader),
-                    writer: Box::new(stream),
-                    addrs: Some((peer, local)),
-                },
-                Err(e) => {
-                    log::error!("cannot use the client socket: {e}");
-                    return ExitCode::from(exit::OSERR as u8);
-                }
+        Some((stream, _)) => match ClientConn::from_tcp(stream, cfg.timeout) {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::error!("cannot use the client socket: {e}");
+                return ExitCode::from(exit::OSERR as u8);
             }
-        }
+        },
         None => {
             let reader: BoxRead =
                 Box::new(netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout));
@@ -247,18 +234,8 @@ fn listen(addr: &str, cfg: InboundConfig) -> ExitCode {
 }
 
 fn serve_stream(stream: TcpStream, cfg: &InboundConfig) {
-    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+    let Ok(conn) = ClientConn::from_tcp(stream, cfg.timeout) else {
         return;
-    };
-    let _ = netio::set_timeouts(&stream, cfg.timeout);
-    let _ = stream.set_nodelay(true);
-    let Ok(reader) = stream.try_clone() else {
-        return;
-    };
-    let conn = ClientConn {
-        reader: Box::new(reader),
-        writer: Box::new(stream),
-        addrs: Some((peer, local)),
     };
     let summary = inbound::serve(conn, cfg);
     finish(&summary);

@@ -1,0 +1,188 @@
+//! One end of an SMTP conversation: a line reader and a writer over
+//! whatever carries the bytes (a socket, a pipe, a ROTn or record stream),
+//! with the name its errors carry. [`Peer::from_tcp`] is the one place where
+//! a socket becomes a peer.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::channel::{BoxRead, BoxSink};
+use crate::smtp::reply::read_reply;
+use crate::smtp::{LineReader, Reply};
+use crate::Error;
+
+/// One end of the relay.
+pub struct Peer {
+    pub reader: LineReader<BoxRead>,
+    pub writer: BoxSink,
+    pub name: &'static str,
+}
+
+impl Peer {
+    pub fn new(reader: BoxRead, writer: BoxSink, name: &'static str) -> Self {
+        Peer {
+            reader: LineReader::new(reader),
+            writer,
+            name,
+        }
+    }
+
+    /// A connected socket as a peer: every read and write gets `timeout`,
+    /// Nagle is off (our writes are whole commands or replies the other end
+    /// waits for), and the bytes are counted into `traffic` if given.
+    pub fn from_tcp(
+        stream: TcpStream,
+        name: &'static str,
+        timeout: Duration,
+        traffic: Option<&Traffic>,
+    ) -> Result<Peer, Error> {
+        let (reader, writer) = tcp_halves(stream, timeout).map_err(Error::io(name))?;
+        Ok(match traffic {
+            Some(t) => Peer::new(
+                Box::new(Counted::new(reader, &t.received)),
+                Box::new(Counted::new(writer, &t.sent)),
+                name,
+            ),
+            None => Peer::new(Box::new(reader), Box::new(writer), name),
+        })
+    }
+
+    /// Write and flush at once: the peer is waiting for it.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.writer.write_all(bytes).map_err(Error::io(self.name))?;
+        self.writer.flush().map_err(Error::io(self.name))
+    }
+
+    pub fn send_reply(&mut self, reply: &Reply) -> Result<(), Error> {
+        self.send(&reply.to_bytes())
+    }
+
+    pub fn read_line(&mut self, max: usize) -> Result<Vec<u8>, Error> {
+        self.reader.read_line(max, self.name)
+    }
+
+    pub fn read_reply(&mut self) -> Result<Reply, Error> {
+        read_reply(&mut self.reader, self.name)
+    }
+
+    /// End our sending half in the way the channel defines (Close record, FIN).
+    pub fn close(&mut self) {
+        let _ = self.writer.close();
+    }
+
+    /// The orderly end after QUIT: close our half, then read what the peer
+    /// still sends until its own end (its Close record or FIN), so no byte is
+    /// left unread and the connection ends without a reset. Bounded in bytes;
+    /// the stream's deadline bounds the time.
+    pub fn finish(&mut self) {
+        self.close();
+        let (r, _) = detached();
+        let (reader, _) = std::mem::replace(&mut self.reader, r).into_parts();
+        let _ = io::copy(&mut reader.take(1 << 20), &mut io::sink());
+    }
+
+    /// Take the raw streams out (at the switch to encryption), with the bytes
+    /// the reader had buffered, leaving placeholders until `replace`.
+    pub fn take_streams(&mut self) -> (BoxRead, Vec<u8>, BoxSink) {
+        let (r, w) = detached();
+        let (reader, writer) = self.replace(r, w);
+        let (raw, rest) = reader.into_parts();
+        (raw, rest, writer)
+    }
+
+    /// Move the whole peer out (to hand it to [`crate::relay::pipe`]),
+    /// leaving a detached placeholder.
+    pub fn take(&mut self) -> Peer {
+        let (r, w) = detached();
+        let (reader, writer) = self.replace(r, w);
+        Peer {
+            reader,
+            writer,
+            name: self.name,
+        }
+    }
+
+    /// Swap the streams under this peer (at the switch to encryption).
+    pub fn replace(
+        &mut self,
+        reader: LineReader<BoxRead>,
+        writer: BoxSink,
+    ) -> (LineReader<BoxRead>, BoxSink) {
+        let old_r = std::mem::replace(&mut self.reader, reader);
+        let old_w = std::mem::replace(&mut self.writer, writer);
+        (old_r, old_w)
+    }
+}
+
+/// A placeholder pair used while a peer's streams are being rebuilt.
+pub fn detached() -> (LineReader<BoxRead>, BoxSink) {
+    (LineReader::new(Box::new(io::empty())), Box::new(Vec::new()))
+}
+
+/// A socket's reading and writing halves, with deadlines and without Nagle.
+pub fn tcp_halves(stream: TcpStream, timeout: Duration) -> io::Result<(TcpStream, TcpStream)> {
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok((stream.try_clone()?, stream))
+}
+
+/// The bytes one session received from and sent to its peer.
+#[derive(Clone, Default)]
+pub struct Traffic {
+    pub received: Counter,
+    pub sent: Counter,
+}
+
+/// Counts bytes through a reader or writer (for the per-session log line).
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Counted<T> {
+    inner: T,
+    count: Counter,
+}
+
+impl<T> Counted<T> {
+    pub fn new(inner: T, count: &Counter) -> Self {
+        Counted {
+            inner,
+            count: count.clone(),
+        }
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: crate::channel::Sink> crate::channel::Sink for Counted<W> {
+    fn close(&mut self) -> io::Result<()> {
+        self.inner.close()
+    }
+}
