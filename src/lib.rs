@@ -27,6 +27,7 @@ pub mod keys;
 pub mod limits;
 pub mod logging;
 pub mod netio;
+pub mod noise;
 pub mod outbound;
 pub mod peers;
 pub mod pipe_client;
