@@ -17,6 +17,7 @@
 //! * [`inbound`], [`outbound`]: the two programs' sessions.
 #![forbid(unsafe_code)]
 
+pub mod cert;
 pub mod channel;
 pub mod cli;
 pub mod crypto;
@@ -36,6 +37,7 @@ pub mod relay;
 pub mod report;
 pub mod session_record;
 pub mod smtp;
+pub mod static_key;
 pub mod suite;
 pub mod wire;
 
