@@ -17,6 +17,7 @@
 //! * [`inbound`], [`outbound`]: the two programs' sessions.
 #![forbid(unsafe_code)]
 
+pub mod cert;
 pub mod channel;
 pub mod cli;
 pub mod clock;
@@ -28,6 +29,7 @@ pub mod keys;
 pub mod limits;
 pub mod logging;
 pub mod netio;
+pub mod noise;
 pub mod outbound;
 pub mod peer;
 pub mod peers;
@@ -37,6 +39,7 @@ pub mod relay;
 pub mod reply;
 pub mod session_record;
 pub mod smtp;
+pub mod static_key;
 pub mod suite;
 pub mod summary;
 pub mod switch;

@@ -48,6 +48,23 @@ pub const MAX_RSA_BITS: usize = 4096;
 /// Default size of a new host key; see docs/SECURITY.md for the trade-off.
 pub const DEFAULT_RSA_BITS: usize = 2048;
 
+/// How long a static-key certificate (src/cert.rs) is valid. Short enough
+/// that a leaked static key stops working within a season without any
+/// revocation machinery; long enough that a missed renewal is noticed first.
+pub const STATIC_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Renew a certificate this long before it expires: a daily job then has
+/// 30 tries before peers would see an expired certificate.
+pub const STATIC_CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A new certificate's window starts this long before the moment it is
+/// issued, so a peer whose clock is behind ours still accepts it at once.
+pub const STATIC_CERT_BACKDATE: Duration = Duration::from_secs(24 * 3600);
+
+/// Largest static-key certificate: 24 label + 32 + 16 + 2 + 550 (SPKI of a
+/// 4096-bit key) + 2 + 512 (signature) = 1138 bytes, rounded up.
+pub const MAX_STATIC_CERT: usize = 2048;
+
 /// RFC 5321 4.5.3.2: initial 220 greeting 5 min, MAIL/RCPT 5 min, DATA
 /// initiation 2 min, data block 3 min, final dot 10 min, server waiting for
 /// the next command 5 min. We use one value for every wait, the longest of

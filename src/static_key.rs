@@ -1,0 +1,209 @@
+//! The host's static X25519 key and its certificate, on disk beside the RSA
+//! host key. Loading them (every connection) reads two small files and never
+//! the RSA private key; issuing (key generation, renewal) is the only step
+//! that reads it.
+//!
+//! Files, for an RSA key at `<key>` (e.g. /etc/blackpony/host.key):
+//!
+//! ```text
+//! <key>.x25519  private, mode 0600 (refused if group or others can read it):
+//!               one line, "blackpony-x25519-private" SP base64(32-byte X25519
+//!               private key, RFC 7748 scalar as generated, canonical padded
+//!               base64: 44 characters) LF.  70 bytes in all.
+//! <key>.cert    public, mode 0644: one line, "blackpony-static-cert" SP
+//!               base64(certificate, src/cert.rs) LF.
+//! ```
+//!
+//! One text line each so an admin can tell them apart with `head -c 30`, and
+//! so the certificate can be pasted into a mail or a peer's configuration.
+//! The private key file is created once and never overwritten; the
+//! certificate is replaced atomically at each renewal.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use crate::cert::{self, CertError, VerifiedCert};
+use crate::keys::HostKey;
+use crate::limits::{STATIC_CERT_BACKDATE, STATIC_CERT_VALIDITY};
+use crate::wire::base64;
+use crate::Error;
+
+pub const PRIVATE_HEADER: &str = "blackpony-x25519-private";
+pub const CERT_HEADER: &str = "blackpony-static-cert";
+
+/// Our static key pair and the certificate that vouches for it. No Debug:
+/// it holds the secret (which zeroizes itself on drop).
+pub struct StaticIdentity {
+    pub secret: StaticSecret,
+    pub public: [u8; 32],
+    /// The certificate as sent in the handshake.
+    pub cert_bytes: Vec<u8>,
+    /// Its contents, signature checked. The window is not checked by
+    /// [`load`]: the caller decides what an expired certificate means.
+    pub verified: VerifiedCert,
+}
+
+/// `<key>.x25519` and `<key>.cert` for the RSA key at `rsa_key`.
+pub fn paths_for(rsa_key: &Path) -> (PathBuf, PathBuf) {
+    let with = |ext: &str| {
+        let mut name = rsa_key.as_os_str().to_os_string();
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    (with(".x25519"), with(".cert"))
+}
+
+fn key_error(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::Key(format!("{}: {what}", path.display()))
+}
+
+/// Read a one-line `HEADER SP base64 LF` file of at most `max` bytes.
+/// `private`: refuse it if group or others may read it.
+fn read_line_file(
+    path: &Path,
+    header: &str,
+    max: usize,
+    private: bool,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    // Open once and check the open file, so the file checked is the file read.
+    let file = fs::File::open(path).map_err(|e| key_error(path, e))?;
+    let mode = file.metadata().map_err(|e| key_error(path, e))?.mode();
+    if private && mode & 0o077 != 0 {
+        return Err(key_error(
+            path,
+            format_args!(
+                "readable by group or others (mode {:o}); run: chmod 600 {}",
+                mode & 0o777,
+                path.display()
+            ),
+        ));
+    }
+    let limit = header.len() + 2 + max.div_ceil(3) * 4;
+    let mut text = Zeroizing::new(String::new());
+    file.take(limit as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| key_error(path, e))?;
+    let decoded = (text.len() <= limit)
+        .then(|| {
+            text.strip_suffix('\n')?
+                .strip_prefix(header)?
+                .strip_prefix(' ')
+        })
+        .flatten()
+        .and_then(base64::decode)
+        .ok_or_else(|| key_error(path, format_args!("not a \"{header}\" line")))?;
+    Ok(Zeroizing::new(decoded))
+}
+
+fn load_secret(path: &Path) -> Result<StaticSecret, Error> {
+    let bytes = read_line_file(path, PRIVATE_HEADER, 32, true)?;
+    let arr: Zeroizing<[u8; 32]> = Zeroizing::new(
+        bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| key_error(path, "not a 32-byte X25519 key"))?,
+    );
+    Ok(StaticSecret::from(*arr))
+}
+
+/// Load the static key and its certificate for the RSA key at `rsa_key`.
+/// Reads `<key>.x25519` and `<key>.cert` only. Fails if the certificate is
+/// malformed, its signature does not verify, or it is for another key.
+pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
+    let (secret_path, cert_path) = paths_for(rsa_key);
+    let secret = load_secret(&secret_path)?;
+    let cert_bytes = read_line_file(
+        &cert_path,
+        CERT_HEADER,
+        crate::limits::MAX_STATIC_CERT,
+        false,
+    )?
+    .to_vec();
+    let public = PublicKey::from(&secret).to_bytes();
+    let verified = cert::parse_signed(&cert_bytes)
+        .and_then(|c| {
+            if c.static_public == public {
+                Ok(c)
+            } else {
+                Err(CertError::OtherKey)
+            }
+        })
+        .map_err(|e| {
+            key_error(
+                &cert_path,
+                format_args!("{e}; issue a new one with the RSA host key"),
+            )
+        })?;
+    Ok(StaticIdentity {
+        secret,
+        public,
+        cert_bytes,
+        verified,
+    })
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(format!(".tmp.{}", std::process::id()));
+    PathBuf::from(name)
+}
+
+/// Write `contents` to a fresh temporary file beside `path`, then `place` it.
+fn write_via_temp(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    place: fn(&Path, &Path) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        place(&tmp, path)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result.map_err(|e| key_error(path, format_args!("cannot write: {e}")))
+}
+
+/// Make sure a static key exists and issue it a fresh certificate valid from
+/// `now` (Unix seconds, less a day of clock skew) for 90 days: at
+/// `--generate-key`, on an existing RSA-only install, and at each renewal.
+/// An existing private key file is kept (never overwritten); the certificate
+/// file is replaced atomically, so a concurrent [`load`] sees the old or the
+/// new one, never a mix.
+pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
+    let host = HostKey::load(rsa_key)?;
+    let (secret_path, cert_path) = paths_for(rsa_key);
+    if !secret_path.exists() {
+        let secret = StaticSecret::random();
+        let line = Zeroizing::new(format!(
+            "{PRIVATE_HEADER} {}\n",
+            base64::encode(secret.as_bytes())
+        ));
+        // Hard link fails if the name exists: a key made meanwhile by a
+        // concurrent run wins, and is the one loaded below.
+        match write_via_temp(&secret_path, line.as_bytes(), 0o600, |t, p| {
+            fs::hard_link(t, p)
+        }) {
+            Err(_) if secret_path.exists() => {}
+            other => other?,
+        }
+    }
+    let public = PublicKey::from(&load_secret(&secret_path)?).to_bytes();
+    let not_before = now.saturating_sub(STATIC_CERT_BACKDATE.as_secs());
+    let not_after = now.saturating_add(STATIC_CERT_VALIDITY.as_secs());
+    let cert = cert::issue(&host, &public, not_before, not_after);
+    let line = format!("{CERT_HEADER} {}\n", base64::encode(&cert));
+    write_via_temp(&cert_path, line.as_bytes(), 0o644, |t, p| fs::rename(t, p))?;
+    load(rsa_key)
+}
