@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 use crate::cert::{self, CertError, VerifiedCert};
 use crate::keys::HostKey;
 use crate::limits::{STATIC_CERT_BACKDATE, STATIC_CERT_VALIDITY};
-use crate::wire::base64;
+use base64ct::{Base64, Encoding};
 use crate::Error;
 
 pub const PRIVATE_HEADER: &str = "blackpony-x25519-private";
@@ -95,7 +95,7 @@ fn read_line_file(
                 .strip_prefix(' ')
         })
         .flatten()
-        .and_then(base64::decode)
+        .and_then(|t| Base64::decode_vec(t).ok())
         .ok_or_else(|| key_error(path, format_args!("not a \"{header}\" line")))?;
     Ok(Zeroizing::new(decoded))
 }
@@ -188,7 +188,7 @@ pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
         let secret = StaticSecret::random();
         let line = Zeroizing::new(format!(
             "{PRIVATE_HEADER} {}\n",
-            base64::encode(secret.as_bytes())
+            Base64::encode_string(secret.as_bytes())
         ));
         // Hard link fails if the name exists: a key made meanwhile by a
         // concurrent run wins, and is the one loaded below.
@@ -203,7 +203,7 @@ pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
     let not_before = now.saturating_sub(STATIC_CERT_BACKDATE.as_secs());
     let not_after = now.saturating_add(STATIC_CERT_VALIDITY.as_secs());
     let cert = cert::issue(&host, &public, not_before, not_after);
-    let line = format!("{CERT_HEADER} {}\n", base64::encode(&cert));
+    let line = format!("{CERT_HEADER} {}\n", Base64::encode_string(&cert));
     write_via_temp(&cert_path, line.as_bytes(), 0o644, |t, p| fs::rename(t, p))?;
     load(rsa_key)
 }
