@@ -32,7 +32,6 @@ pub mod peers;
 pub mod pipe_client;
 pub mod policy;
 pub mod relay;
-pub mod report;
 pub mod session_record;
 pub mod smtp;
 pub mod suite;

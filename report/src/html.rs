@@ -2,26 +2,9 @@
 //! the inline SVG plot, the tables. No scripts and nothing fetched: a
 //! Content-Security-Policy of `default-src 'none'` says so to the browser.
 
-use super::aggregate::{Counts, Report};
-use super::svg;
-use crate::session_record::format_date;
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => o.push('\u{fffd}'),
-            c => o.push(c),
-        }
-    }
-    o
-}
+use crate::aggregate::{Counts, Report};
+use crate::calendar::format_date;
+use crate::svg::{self, escape};
 
 const STYLE: &str = "
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 24px; color: #222; background: #fafafa; }

@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::session_record::SessionRecord;
+use crate::record::Record;
 
 /// A line longer than this is corrupt by definition (records are < 3 KiB);
 /// it is skipped without being held in memory.
@@ -25,7 +25,7 @@ pub struct Skipped {
 /// One record with its time in seconds since the epoch.
 #[derive(Clone, Debug)]
 pub struct Entry {
-    pub rec: SessionRecord,
+    pub rec: Record,
     pub at: i64,
 }
 
@@ -78,12 +78,8 @@ impl Loaded {
             if text.trim().is_empty() {
                 continue;
             }
-            match SessionRecord::parse_json_line(text) {
-                Ok(rec) => {
-                    // parse_json_line has validated the time.
-                    let at = rec.epoch_seconds().unwrap_or(0);
-                    self.entries.push(Entry { rec, at });
-                }
+            match Record::parse(text) {
+                Ok((rec, at)) => self.entries.push(Entry { rec, at }),
                 Err(e) if !ended => self.skip(
                     name,
                     lineno,

@@ -1,10 +1,30 @@
 //! The daily share encrypted as an inline SVG line plot: one line and one
 //! point per day for inbound and for outbound sessions, a 0-100 % axis,
 //! dated x axis, axis titles and a legend. No scripts, no external fonts.
+//! The HTML page embeds it (html imports svg, never the other way).
 
-use super::aggregate::DayRow;
-use super::html::escape;
-use crate::session_record::{format_date, Direction};
+use crate::aggregate::DayRow;
+use crate::calendar::format_date;
+use crate::record::Direction;
+
+/// Escapes text for XML and HTML content and attribute values; the page
+/// uses it too. Control characters other than newline and tab (not allowed
+/// in XML) become U+FFFD.
+pub fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => o.push('\u{fffd}'),
+            c => o.push(c),
+        }
+    }
+    o
+}
 
 pub const WIDTH: f64 = 960.0;
 pub const HEIGHT: f64 = 400.0;

@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::parse::{Loaded, Skipped};
-use crate::session_record::{format_date, Direction, SessionRecord};
+use crate::calendar::format_date;
+use crate::read::{Loaded, Skipped};
+use crate::record::{Direction, Record};
 
 /// The chosen period in days since the epoch, both ends inclusive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,10 +40,10 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, r: &SessionRecord) {
+    fn add(&mut self, r: &Record) {
         self.sessions += 1;
         self.encrypted += u64::from(r.is_encrypted());
-        self.errors += u64::from(is_error(r));
+        self.errors += u64::from(r.is_error());
         self.verdict_warn += u64::from(r.verdict == "warn");
         self.verdict_defer += u64::from(r.verdict == "defer");
         self.bytes_in = self.bytes_in.saturating_add(r.bytes_in);
@@ -61,10 +62,6 @@ impl Counts {
             None => "-".into(),
         }
     }
-}
-
-fn is_error(r: &SessionRecord) -> bool {
-    r.outcome.starts_with("error")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -239,7 +236,7 @@ pub fn build(loaded: &Loaded, period: Period) -> Report {
         let enc = r.is_encrypted();
         // A completed plain contact after an encrypted one: went plain.
         // Sessions that failed ("error: ...") say nothing about the peer.
-        let plain_contact = !enc && !is_error(r) && r.peer_addr != "-";
+        let plain_contact = !enc && !r.is_error() && r.peer_addr != "-";
         if plain_contact && st.last_encrypted_contact == Some(true) && inside {
             st.warn(WarningKind::WentPlain, day, &r.time, None);
         }

@@ -1,7 +1,7 @@
 //! The report as aligned text tables for a terminal.
 
-use super::aggregate::{Counts, Report};
-use crate::session_record::format_date;
+use crate::aggregate::{Counts, Report};
+use crate::calendar::format_date;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Align {
