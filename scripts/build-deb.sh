@@ -56,13 +56,14 @@ done
 
 # ---------------------------------------------------------------- build
 if [ -z "${DEB_SKIP_BUILD:-}" ]; then
-    echo "build-deb: cargo build --release --bins ${CARGO_BUILD_FLAGS:-}"
+    echo "build-deb: cargo build --release --workspace --bins ${CARGO_BUILD_FLAGS:-}"
     # shellcheck disable=SC2086 # CARGO_BUILD_FLAGS is a list of flags
-    cargo build --release --bins ${CARGO_BUILD_FLAGS:-}
+    # --workspace: blackpony-report is its own crate (report/).
+    cargo build --release --workspace --bins ${CARGO_BUILD_FLAGS:-}
 fi
 BIN=$TARGET_DIR/release
-for b in blackpony blackpony-mailer; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b is missing (cargo build --release)"
+for b in blackpony blackpony-mailer blackpony-report; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b is missing (cargo build --release --workspace)"
 done
 
 # ---------------------------------------------------------------- man pages

@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 sh scripts/install-test-deps.sh
-cargo test --release "$@"
+cargo test --release --workspace "$@"
 DEB_SKIP_BUILD=1 bash scripts/build-deb.sh
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall ./target/debian/blackpony_*.deb
 BLACKPONY_BIN=/usr/sbin bash scripts/e2e-sendmail.sh
