@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::keys::{HostKey, DEFAULT_KEY_PATH};
 use crate::limits::DEFAULT_RSA_BITS;
+use crate::static_key::StaticIdentity;
 use crate::Error;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -78,11 +79,14 @@ pub fn timeout(m: &getopts::Matches) -> Result<Duration, Error> {
     }
 }
 
-/// `--suites` and `--allow-rot`.
-pub fn suites(m: &getopts::Matches) -> Result<crate::suite::SuitePolicy, Error> {
+/// `--suites` and `--allow-rot`; `defaults` without `--suites`.
+pub fn suites(
+    m: &getopts::Matches,
+    defaults: &[crate::suite::SuiteId],
+) -> Result<crate::suite::SuitePolicy, Error> {
     let allow_rot = m.opt_present("allow-rot");
     match m.opt_str("suites") {
-        None => Ok(crate::suite::SuitePolicy::new(allow_rot)),
+        None => Ok(crate::suite::SuitePolicy::new(defaults, allow_rot)),
         Some(list) => crate::suite::SuitePolicy::from_list(&list, allow_rot)
             .map_err(|e| Error::Config(format!("--suites {list}: {e}"))),
     }
@@ -97,7 +101,8 @@ pub fn load_key_if_present(path: &Path) -> Result<Option<Arc<HostKey>>, Error> {
     }
 }
 
-/// `--generate-key`: write a new key (never overwriting) and print its fingerprint.
+/// `--generate-key`: write a new key (never overwriting), its static key and
+/// certificate (handshake v2), and return the key's fingerprint.
 pub fn generate_key(path: &Path, bits: usize) -> Result<String, Error> {
     if path.exists() {
         return Err(Error::Key(format!(
@@ -107,7 +112,54 @@ pub fn generate_key(path: &Path, bits: usize) -> Result<String, Error> {
     }
     let key = HostKey::generate(bits)?;
     key.save_new(path)?;
+    crate::static_key::issue_for(path, crate::clock::now_unix())?;
     Ok(key.fingerprint())
+}
+
+/// `--renew-cert`: make the static key if missing and issue a fresh
+/// certificate when none is valid for more than the renewal margin (or
+/// always, with `force`). Returns a line for the administrator.
+pub fn renew_cert(path: &Path, force: bool) -> Result<String, Error> {
+    let now = crate::clock::now_unix();
+    let margin = crate::limits::STATIC_CERT_RENEW_BEFORE.as_secs();
+    if let Ok(id) = crate::static_key::load(path) {
+        let c = &id.verified;
+        if !force && c.check_time(now).is_ok() && !c.needs_renewal(now, margin) {
+            return Ok(format!(
+                "certificate valid until {}; not renewed (renewal starts {} days before)",
+                crate::clock::timestamp(c.not_after),
+                margin / 86_400
+            ));
+        }
+    }
+    let id = crate::static_key::issue_for(path, now)?;
+    Ok(format!(
+        "certificate issued, valid until {}",
+        crate::clock::timestamp(id.verified.not_after)
+    ))
+}
+
+/// The static key and certificate of handshake v2 beside `path`, if they
+/// exist. Expiry is logged, loudly: clients refuse an expired certificate
+/// (and defer rather than go plain), so it must be renewed.
+pub fn load_identity(path: &Path) -> Result<Option<Arc<StaticIdentity>>, Error> {
+    let (secret, _) = crate::static_key::paths_for(path);
+    if !secret.exists() {
+        return Ok(None);
+    }
+    let id = crate::static_key::load(path)?;
+    let now = crate::clock::now_unix();
+    let c = &id.verified;
+    if let Err(e) = c.check_time(now) {
+        log::error!("{}: {e}; run blackpony --renew-cert", path.display());
+    } else if c.needs_renewal(now, crate::limits::STATIC_CERT_WARN_BEFORE.as_secs()) {
+        log::error!(
+            "{}: static-key certificate expires {}; run blackpony --renew-cert",
+            path.display(),
+            crate::clock::timestamp(c.not_after)
+        );
+    }
+    Ok(Some(Arc::new(id)))
 }
 
 /// `--key-bits`: the size of a generated key.

@@ -11,6 +11,7 @@ use crate::keys::HostKey;
 use crate::peer::{tcp_halves, Counted, Peer, Traffic};
 use crate::relay::{self, RelayOptions, Step};
 use crate::smtp::{ehlo, Reply, Verb};
+use crate::static_key::StaticIdentity;
 use crate::suite::SuitePolicy;
 use crate::summary::{Outcome, Side, Summary};
 use crate::switch::{self, ServerSide};
@@ -33,8 +34,10 @@ pub struct InboundConfig {
     pub timeout: Duration,
     pub suites: SuitePolicy,
     pub relay: RelayOptions,
-    /// None when no key could be loaded: RSA-BLOWFISH is then not offered.
+    /// The RSA host key, loaded only when a suite that needs it is offered.
     pub key: Option<Arc<HostKey>>,
+    /// The static key and certificate of handshake v2; None: v2 not offered.
+    pub identity: Option<Arc<StaticIdentity>>,
 }
 
 /// The client connection as the launcher handed it to us.
@@ -81,6 +84,8 @@ struct Session<'c> {
     phase: Phase,
     is_socket: bool,
     offer: String,
+    /// The client's EHLO line that our offer answered (handshake v2 binds it).
+    outer_ehlo: Vec<u8>,
     summary: Summary,
 }
 
@@ -114,7 +119,10 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
                     mail_seen: false,
                 },
                 is_socket,
-                offer: cfg.suites.server_offer(cfg.key.is_some()),
+                offer: cfg
+                    .suites
+                    .server_offer(cfg.key.is_some(), cfg.identity.is_some()),
+                outer_ehlo: Vec::new(),
                 summary,
             };
             if let Err(e) = s.run(addrs) {
@@ -216,6 +224,7 @@ impl Session<'_> {
                         ehlo_seen: reply.code == 250,
                         mail_seen: false,
                     };
+                    self.outer_ehlo = line;
                     self.client.send_reply(&reply)?;
                 }
                 (Phase::Plain { .. }, Verb::Helo) => {
@@ -233,10 +242,7 @@ impl Session<'_> {
                     self.relay(&line)?;
                 }
                 (Phase::ExpectInnerEhlo | Phase::Encrypted, Verb::Ehlo | Verb::Helo) => {
-                    self.backend.send(&line)?;
-                    let mut reply = self.backend.read_reply()?;
-                    // Inside the channel the keyword is never offered.
-                    ehlo::strip_keyword(&mut reply);
+                    let reply = inner_ehlo(&mut self.backend, &line)?;
                     if reply.code == 250 {
                         self.phase = Phase::Encrypted;
                     }
@@ -342,14 +348,31 @@ impl Session<'_> {
             offer: &self.offer,
             suites: &self.cfg.suites,
             key: self.cfg.key.as_deref(),
+            identity: self.cfg.identity.as_deref(),
+            outer_ehlo: &self.outer_ehlo,
             live: self.is_socket,
         };
-        if let Some(on) = switch::serve(&mut self.client, line, &side)? {
-            log::info!("encryption on: suite={}", on.suite);
-            self.summary.suite = Some(on.suite);
+        let backend = &mut self.backend;
+        let mut answer = |ehlo: &[u8]| inner_ehlo(backend, ehlo);
+        if let Some(on) = switch::serve(&mut self.client, line, &side, &mut answer)? {
+            self.summary.suite = on.suite;
             self.summary.peer_fingerprint = on.peer_fingerprint;
-            self.phase = Phase::ExpectInnerEhlo;
+            log::info!("encryption on: suite={}", self.summary.suite_name());
+            self.phase = if on.greeted {
+                Phase::Encrypted
+            } else {
+                Phase::ExpectInnerEhlo
+            };
         }
         Ok(())
     }
+}
+
+/// An EHLO inside the encrypted channel: relayed, and the keyword, which is
+/// never offered inside the channel, removed from the reply.
+fn inner_ehlo(backend: &mut Peer, line: &[u8]) -> Result<Reply, Error> {
+    backend.send(line)?;
+    let mut reply = backend.read_reply()?;
+    ehlo::strip_keyword(&mut reply);
+    Ok(reply)
 }

@@ -16,6 +16,33 @@ use crate::crypto::hash::sha256;
 use crate::limits::{MAX_RSA_BITS, MIN_RSA_BITS};
 use crate::Error;
 
+/// The RSA host key, read from its file the first time a session needs it:
+/// with handshake v2 most processes never do.
+pub struct LazyHostKey {
+    path: PathBuf,
+    cell: std::sync::OnceLock<Result<std::sync::Arc<HostKey>, String>>,
+}
+
+impl LazyHostKey {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        LazyHostKey {
+            path: path.into(),
+            cell: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn get(&self) -> Result<std::sync::Arc<HostKey>, Error> {
+        self.cell
+            .get_or_init(|| {
+                HostKey::load(&self.path)
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(Error::Key)
+    }
+}
+
 /// Where both programs look for the host key unless told otherwise.
 pub const DEFAULT_KEY_PATH: &str = "/etc/blackpony/host.key";
 

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod cert_cache;
 pub mod channel;
 pub mod cli;
 pub mod clock;

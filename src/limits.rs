@@ -57,6 +57,10 @@ pub const STATIC_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
 /// 30 tries before peers would see an expired certificate.
 pub const STATIC_CERT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// From this long before expiry each start logs an error: the renewal job
+/// has been failing for two weeks.
+pub const STATIC_CERT_WARN_BEFORE: Duration = Duration::from_secs(14 * 24 * 3600);
+
 /// A new certificate's window starts this long before the moment it is
 /// issued, so a peer whose clock is behind ours still accepts it at once.
 pub const STATIC_CERT_BACKDATE: Duration = Duration::from_secs(24 * 3600);

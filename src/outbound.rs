@@ -8,19 +8,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dns::{self, Resolver};
-use crate::keys::HostKey;
+use crate::keys::LazyHostKey;
 use crate::peer::{Peer, Traffic};
 use crate::peers::KnownPeers;
 use crate::policy::{self, Observation, Policy, PolicyMap, Verdict};
 use crate::relay::{self, RelayOptions, Step};
 use crate::smtp::{ehlo, Reply, Verb};
-use crate::suite::SuitePolicy;
+use crate::static_key::StaticIdentity;
+use crate::suite::{SuiteId, SuitePolicy};
 use crate::summary::{self, Mx, Outcome, Side, Summary};
-use crate::{limits, switch, Error};
+use crate::switch::ClientSide;
+use crate::{cert_cache, limits, switch, Error};
 
 pub struct OutboundConfig {
     pub port: u16,
-    pub key: Option<Arc<HostKey>>,
+    /// The RSA host key, read only if a server offers nothing but RSA-BLOWFISH.
+    pub key: LazyHostKey,
+    /// The static key and certificate of handshake v2.
+    pub identity: Option<Arc<StaticIdentity>>,
     pub known_peers: KnownPeers,
     pub default_policy: Policy,
     pub policy_map: PolicyMap,
@@ -53,6 +58,8 @@ struct Session<'c> {
     policy: Policy,
     phase: Phase,
     summary: Summary,
+    /// The server's v2 certificate from an XX handshake: cached for IK once a message is delivered.
+    server_cert: Option<Vec<u8>>,
 }
 
 /// Run one delivery to `dest` (sendmail's $h) for the sendmail on `sendmail`.
@@ -93,6 +100,7 @@ pub fn deliver(dest: &str, mut sendmail: Peer, cfg: &OutboundConfig) -> Summary 
         policy,
         phase: Phase::ExpectEhlo,
         summary,
+        server_cert: None,
     };
     if let Err(e) = s.run(greeting) {
         s.fail(&e);
@@ -197,7 +205,11 @@ impl Session<'_> {
             let line = relay::read_command(&mut self.sendmail, self.cfg.relay)?;
             let v = crate::smtp::command::verb(&line);
             match (self.phase, v) {
-                (Phase::ExpectEhlo, Verb::Ehlo) => self.ehlo(&line)?,
+                (Phase::ExpectEhlo, Verb::Ehlo) => {
+                    if let Some(reason) = self.ehlo(&line)? {
+                        return self.defer_by_policy(&reason);
+                    }
+                }
                 (Phase::ExpectEhlo, Verb::Helo) => {
                     self.phase = Phase::Greeted;
                     self.relay(&line)?;
@@ -271,35 +283,73 @@ impl Session<'_> {
 
     /// sendmail's first EHLO: send it on; if the remote offers a suite we
     /// allow, negotiate and give sendmail the reply to the EHLO repeated
-    /// inside the encrypted channel.
-    fn ehlo(&mut self, line: &[u8]) -> Result<(), Error> {
+    /// inside the encrypted channel. `Some(reason)`: the pin check refused
+    /// the server during the handshake, before anything of sendmail's but
+    /// this EHLO reached it.
+    fn ehlo(&mut self, line: &[u8]) -> Result<Option<String>, Error> {
         self.phase = Phase::Greeted;
         self.remote.send(line)?;
         let mut reply = self.remote.read_reply()?;
         let offered = ehlo::offered_suites(&reply);
         let choice = offered.as_deref().and_then(|o| self.cfg.suites.choose(o));
         if let (Some(offered), Some(suite)) = (&offered, choice) {
-            let key = self.cfg.key.as_deref();
-            let (mut inner, on) = switch::request(&mut self.remote, key, suite, offered, line)
-                .map_err(|e| {
-                    Error::Policy(format!(
-                        "{} offered {offered} but the {suite} handshake failed: {e}",
-                        self.mx_host
-                    ))
-                })?;
+            let key = match suite {
+                SuiteId::RsaBlowfish | SuiteId::X25519Chacha => Some(self.cfg.key.get()?),
+                _ => None,
+            };
+            let known = self.cfg.known_peers.lookup(&self.mx_name).ok().flatten();
+            let cached = known.as_ref().and_then(|k| {
+                cert_cache::lookup(self.cfg.known_peers.path(), &self.mx_name, &k.fingerprint)
+            });
+            let side = ClientSide {
+                key: key.as_deref(),
+                identity: self.cfg.identity.as_deref(),
+                cached: cached.as_ref(),
+            };
+            let mut refused = None;
+            let (cfg, mx_name, policy) = (self.cfg, &self.mx_name, self.policy);
+            let mut pin_check = |fp: &str| match verdict_for(cfg, mx_name, policy, Some(fp))? {
+                Verdict::Defer(reason) => {
+                    refused = Some(reason.clone());
+                    Err(Error::Policy(reason))
+                }
+                _ => Ok(()),
+            };
+            let result = switch::request(
+                &mut self.remote,
+                &side,
+                suite,
+                offered,
+                line,
+                &mut pin_check,
+            );
+            if let Some(reason) = refused {
+                self.summary.peer_fingerprint = None;
+                log::error!("{} ({}): deferring: {reason}", self.mx_host, self.dest);
+                set_verdict(&mut self.summary, summary::Verdict::Defer);
+                return Ok(Some(reason));
+            }
+            let (mut inner, on) = result.map_err(|e| {
+                Error::Policy(format!(
+                    "{} offered {offered} but the {suite} handshake failed: {e}",
+                    self.mx_host
+                ))
+            })?;
             log::info!(
                 "{}: encrypted with {suite}, peer {}",
                 self.mx_host,
                 on.peer_fingerprint.as_deref().unwrap_or("-")
             );
-            self.summary.suite = Some(on.suite);
+            self.summary.suite = on.suite;
             self.summary.peer_fingerprint = on.peer_fingerprint;
+            self.server_cert = on.server_cert;
             ehlo::strip_keyword(&mut inner);
             // TLS inside our channel would add nothing and would hide the
             // dialogue from us (no pin after delivery): not offered to sendmail.
             ehlo::strip_capability(&mut inner, "STARTTLS");
             set_last_reply(&mut self.summary, &inner);
-            return self.sendmail.send_reply(&inner);
+            self.sendmail.send_reply(&inner)?;
+            return Ok(None);
         }
         if let Some(o) = offered {
             log::info!(
@@ -309,23 +359,14 @@ impl Session<'_> {
         }
         ehlo::strip_keyword(&mut reply);
         set_last_reply(&mut self.summary, &reply);
-        self.sendmail.send_reply(&reply)
+        self.sendmail.send_reply(&reply)?;
+        Ok(None)
     }
 
     /// The policy verdict for this session; `Some(reason)` means defer.
     fn check_policy(&mut self) -> Result<Option<String>, Error> {
-        let known = self
-            .cfg
-            .known_peers
-            .lookup(&self.mx_name)
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let seen = match &self.summary.peer_fingerprint {
-            Some(fp) => Observation::Encrypted {
-                fingerprint: fp.clone(),
-            },
-            None => Observation::Plain,
-        };
-        let verdict = policy::decide(self.policy, known.as_ref(), &seen);
+        let fp = self.summary.peer_fingerprint.as_deref();
+        let verdict = verdict_for(self.cfg, &self.mx_name, self.policy, fp)?;
         Ok(match verdict {
             Verdict::Proceed => {
                 set_verdict(&mut self.summary, summary::Verdict::Ok);
@@ -359,6 +400,12 @@ impl Session<'_> {
         {
             log::error!("cannot record the key of {}: {e}", self.mx_host);
         }
+        if let Some(cert) = &self.server_cert {
+            let path = self.cfg.known_peers.path();
+            if let Err(e) = cert_cache::store(path, &self.mx_name, cert) {
+                log::warn!("cannot cache the static key of {}: {e}", self.mx_host);
+            }
+        }
     }
 
     /// After an error: sendmail gets a 4xx (the message stays queued), the
@@ -372,6 +419,27 @@ impl Session<'_> {
             finish_with_sendmail(&mut self.sendmail);
         }
     }
+}
+
+/// The policy's verdict on what was seen of `mx_name`: `fp` its key
+/// fingerprint if encrypted, None if plain.
+fn verdict_for(
+    cfg: &OutboundConfig,
+    mx_name: &str,
+    policy: Policy,
+    fp: Option<&str>,
+) -> Result<Verdict, Error> {
+    let known = cfg
+        .known_peers
+        .lookup(mx_name)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let seen = match fp {
+        Some(fp) => Observation::Encrypted {
+            fingerprint: fp.to_string(),
+        },
+        None => Observation::Plain,
+    };
+    Ok(policy::decide(policy, known.as_ref(), &seen))
 }
 
 /// Whether a command, once answered 250, completes a message.

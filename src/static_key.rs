@@ -30,8 +30,8 @@ use zeroize::Zeroizing;
 use crate::cert::{self, CertError, VerifiedCert};
 use crate::keys::HostKey;
 use crate::limits::{STATIC_CERT_BACKDATE, STATIC_CERT_VALIDITY};
-use base64ct::{Base64, Encoding};
 use crate::Error;
+use base64ct::{Base64, Encoding};
 
 pub const PRIVATE_HEADER: &str = "blackpony-x25519-private";
 pub const CERT_HEADER: &str = "blackpony-static-cert";

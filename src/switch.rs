@@ -11,24 +11,44 @@ use std::io::{BufReader, Cursor, Read, Write};
 
 use base64ct::{Base64, Encoding};
 
+use crate::cert::VerifiedCert;
 use crate::channel::BoxRead;
 use crate::keys::HostKey;
-use crate::limits::COPY_BUFFER;
+use crate::limits::{COPY_BUFFER, MAX_LINE};
 use crate::peer::Peer;
 use crate::reply::Reply;
 use crate::smtp::command::arguments;
 use crate::smtp::LineReader;
+use crate::static_key::StaticIdentity;
 use crate::suite::keyed::{ClientStart, Keys, ServerAwaitKey};
 use crate::suite::message::{self, CLIENT_KEY, SERVER_FINISHED, SERVER_HELLO};
+use crate::suite::noise_suite::{
+    self, ClientIk, ClientXx, ServerIk, ServerXx, IDENTITY, NOISE_MESSAGE,
+};
 use crate::suite::rot::{RotReader, RotWriter};
-use crate::suite::{SuiteId, SuitePolicy};
+use crate::suite::{SuiteId, SuitePolicy, NOISE};
 use crate::wire::record::{RecordReader, RecordWriter};
 use crate::{Error, KEYWORD};
 
 /// A finished switch: the suite and, for keyed suites, who the peer is.
+#[derive(Default)]
 pub struct Switched {
-    pub suite: SuiteId,
+    pub suite: Option<SuiteId>,
     pub peer_fingerprint: Option<String>,
+    /// The server's certificate (v2, XX), for the client to cache for IK.
+    pub server_cert: Option<Vec<u8>>,
+    /// The inner EHLO was already answered inside the handshake (v2, IK).
+    pub greeted: bool,
+}
+
+impl Switched {
+    fn to(suite: SuiteId, peer_fingerprint: Option<String>) -> Self {
+        Switched {
+            suite: Some(suite),
+            peer_fingerprint,
+            ..Switched::default()
+        }
+    }
 }
 
 /// What the server needs to answer a switch command.
@@ -36,15 +56,34 @@ pub struct ServerSide<'a> {
     /// The suite list the EHLO reply advertised, as sent.
     pub offer: &'a str,
     pub suites: &'a SuitePolicy,
+    /// The RSA host key: only for RSA-BLOWFISH (and the old X25519 suite).
     pub key: Option<&'a HostKey>,
+    /// The static key and certificate: for handshake v2.
+    pub identity: Option<&'a StaticIdentity>,
+    /// The client's EHLO line that the offer answered (v2 binds it).
+    pub outer_ehlo: &'a [u8],
     /// A live socket (not a replayed session): early bytes are an attack.
     pub live: bool,
+}
+
+/// What the client needs for handshake v2.
+pub struct ClientSide<'a> {
+    pub key: Option<&'a HostKey>,
+    pub identity: Option<&'a StaticIdentity>,
+    /// The server's certificate cached beside its pin: IK instead of XX.
+    pub cached: Option<&'a VerifiedCert>,
 }
 
 /// Server side: answer one `XBLACKPONY` command line from `client`. A
 /// command we cannot honour gets its 5xx and `Ok(None)`: the session stays
 /// plain. `Ok(Some(_))` means `client` now speaks the suite.
-pub fn serve(client: &mut Peer, line: &[u8], side: &ServerSide) -> Result<Option<Switched>, Error> {
+/// `inner_ehlo` answers an inner EHLO that rides in the handshake (v2, IK).
+pub fn serve(
+    client: &mut Peer,
+    line: &[u8],
+    side: &ServerSide,
+    inner_ehlo: &mut dyn FnMut(&[u8]) -> Result<Reply, Error>,
+) -> Result<Option<Switched>, Error> {
     let args = arguments(line);
     let refuse = |client: &mut Peer, code, text: &str| {
         client.send_reply(&Reply::new(code, text)).map(|_| None)
@@ -52,10 +91,18 @@ pub fn serve(client: &mut Peer, line: &[u8], side: &ServerSide) -> Result<Option
     let Some(first) = args.first() else {
         return refuse(client, 501, "5.5.4 Syntax: XBLACKPONY <suite> [arguments]");
     };
+    let have_keys = |s: SuiteId| match s {
+        SuiteId::Rot(_) => true,
+        SuiteId::Noise => side.identity.is_some(),
+        _ => side.key.is_some(),
+    };
     let suite = match SuiteId::parse(first) {
-        Some(s) if side.suites.accepts(s) && (s.is_rot() || side.key.is_some()) => s,
+        Some(s) if side.suites.accepts(s) && have_keys(s) => s,
         _ => return refuse(client, 504, "5.5.4 Suite not supported"),
     };
+    if let (SuiteId::Noise, Some(id)) = (suite, side.identity) {
+        return serve_v2(client, &args, side, id, inner_ehlo);
+    }
     let go_ahead = format!("220 2.0.0 Go ahead with {suite}\r\n");
     let (Some(key), true) = (side.key, suite.is_keyed()) else {
         if args.len() != 1 {
@@ -64,10 +111,7 @@ pub fn serve(client: &mut Peer, line: &[u8], side: &ServerSide) -> Result<Option
         check_injection(client, side.live)?;
         client.send(go_ahead.as_bytes())?;
         install_rot(client, suite)?;
-        return Ok(Some(Switched {
-            suite,
-            peer_fingerprint: None,
-        }));
+        return Ok(Some(Switched::to(suite, None)));
     };
     let hello = args
         .get(1)
@@ -98,26 +142,114 @@ pub fn serve(client: &mut Peer, line: &[u8], side: &ServerSide) -> Result<Option
         LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
         Box::new(RecordWriter::new(raw_writer, keys.sealer)),
     );
-    Ok(Some(Switched {
-        suite,
-        peer_fingerprint: Some(keys.peer_fingerprint),
-    }))
+    Ok(Some(Switched::to(suite, Some(keys.peer_fingerprint))))
+}
+
+/// Server side of handshake v2: `XBLACKPONY <suite> XX|IK <base64 msg1>`.
+fn serve_v2(
+    client: &mut Peer,
+    args: &[&str],
+    side: &ServerSide,
+    id: &StaticIdentity,
+    inner_ehlo: &mut dyn FnMut(&[u8]) -> Result<Reply, Error>,
+) -> Result<Option<Switched>, Error> {
+    let refuse = |client: &mut Peer, code, text: &str| {
+        client.send_reply(&Reply::new(code, text)).map(|_| None)
+    };
+    let msg1 = args.get(2).filter(|_| args.len() == 3);
+    let msg1 = msg1.and_then(|a| Base64::decode_vec(a).ok());
+    let (Some(pattern), Some(msg1)) = (args.get(1), msg1) else {
+        return refuse(
+            client,
+            501,
+            "5.5.4 Syntax: XBLACKPONY <suite> XX|IK <base64 message>",
+        );
+    };
+    let go_ahead = format!("220 2.0.0 Go ahead with {NOISE}\r\n").into_bytes();
+    let prologue = noise_suite::prologue(side.offer, NOISE, side.outer_ehlo);
+    if pattern.eq_ignore_ascii_case("XX") {
+        let Some((state, msg2)) = ServerXx::start(id, &prologue, &msg1) else {
+            return refuse(client, 501, "5.5.4 Malformed handshake message");
+        };
+        check_injection(client, side.live)?;
+        client.send(&[go_ahead, message::frame(NOISE_MESSAGE, &msg2)].concat())?;
+        let mut src = buffered_rest(client);
+        let msg3 = message::read(&mut src, NOISE_MESSAGE).map_err(|_| Error::Crypto)?;
+        let keys = state.on_msg3(message::body(&msg3, NOISE_MESSAGE).ok_or(Error::Crypto)?)?;
+        let (_, _, raw_writer) = client.take_streams();
+        client.replace(
+            LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
+            Box::new(RecordWriter::new(raw_writer, keys.sealer)),
+        );
+        return Ok(Some(Switched::to(
+            SuiteId::Noise,
+            Some(keys.peer_fingerprint),
+        )));
+    }
+    if !pattern.eq_ignore_ascii_case("IK") {
+        return refuse(
+            client,
+            501,
+            "5.5.4 Syntax: XBLACKPONY <suite> XX|IK <base64 message>",
+        );
+    }
+    let Some((state, ehlo)) = ServerIk::start(id, &prologue, &msg1) else {
+        // Most likely a client whose cached copy of our static key is stale.
+        return refuse(client, 454, "4.7.0 Cannot decrypt: start over with XX");
+    };
+    check_injection(client, side.live)?;
+    if crate::smtp::command::verb(&ehlo) != crate::smtp::Verb::Ehlo || ehlo.len() > MAX_LINE {
+        return Err(Error::Protocol(
+            "IK first flight is not one EHLO line".into(),
+        ));
+    }
+    let reply = inner_ehlo(&ehlo)?;
+    let (msg2, state) = state.answer(&reply.to_bytes())?;
+    client.send(&[go_ahead, message::frame(NOISE_MESSAGE, &msg2)].concat())?;
+    let (keys, client_static) = state.keys()?;
+    let src = buffered_rest(client);
+    let mut records = RecordReader::new(src, keys.opener);
+    // The client's certificate comes first; nothing it sends is relayed before.
+    let cert = message::read(&mut records, IDENTITY).map_err(|_| Error::Crypto)?;
+    let cert = message::body(&cert, IDENTITY).ok_or(Error::Crypto)?;
+    let peer = noise_suite::check_identity(&client_static, cert)?;
+    let (_, _, raw_writer) = client.take_streams();
+    client.replace(
+        LineReader::new(Box::new(records)),
+        Box::new(RecordWriter::new(raw_writer, keys.sealer)),
+    );
+    let mut on = Switched::to(SuiteId::Noise, Some(peer.fingerprint));
+    on.greeted = true;
+    Ok(Some(on))
 }
 
 /// Client side: ask `remote` for `suite` (from the list it `offered`), run
 /// the handshake, and send `inner_ehlo` inside the new channel. Returns the
-/// reply to the inner EHLO and what was switched to.
+/// reply to the inner EHLO and what was switched to. For keyed suites
+/// `pin_check` sees the server's fingerprint before anything of ours but the
+/// handshake itself leaves: an `Err` from it ends the session there.
 pub fn request(
     remote: &mut Peer,
-    key: Option<&HostKey>,
+    side: &ClientSide,
     suite: SuiteId,
     offered: &str,
     inner_ehlo: &[u8],
+    pin_check: &mut dyn FnMut(&str) -> Result<(), Error>,
 ) -> Result<(Reply, Switched), Error> {
-    let Some(key) = key.filter(|_| suite.is_keyed()) else {
-        if suite.is_keyed() {
-            return Err(Error::Key(format!("no host key: cannot use {suite}")));
+    if suite == SuiteId::Noise {
+        let id = side
+            .identity
+            .ok_or_else(|| Error::Key(format!("no static key: cannot use {suite}")))?;
+        if let Some(cached) = side.cached {
+            pin_check(&cached.fingerprint)?;
+            match request_ik(remote, id, cached, offered, inner_ehlo)? {
+                Some(done) => return Ok(done),
+                None => log::info!("stale cached static key; starting over with XX"),
+            }
         }
+        return request_xx(remote, id, offered, inner_ehlo, pin_check);
+    }
+    if suite.is_rot() {
         remote.send(format!("{KEYWORD} {suite}\r\n").as_bytes())?;
         expect_go_ahead(remote)?;
         // A server only speaks after our next command: replies queued
@@ -127,18 +259,18 @@ pub fn request(
         }
         install_rot(remote, suite)?;
         remote.send(inner_ehlo)?;
-        let switched = Switched {
-            suite,
-            peer_fingerprint: None,
-        };
-        return Ok((remote.read_reply()?, switched));
-    };
+        return Ok((remote.read_reply()?, Switched::to(suite, None)));
+    }
+    let key = side
+        .key
+        .ok_or_else(|| Error::Key(format!("no host key: cannot use {suite}")))?;
     let start = ClientStart::new(suite, key, offered).expect("a keyed suite");
     remote.send(format!("{KEYWORD} {suite} {}\r\n", start.hello_base64()).as_bytes())?;
     expect_go_ahead(remote)?;
     let mut src = buffered_rest(remote);
     let hello = message::read(&mut src, SERVER_HELLO).map_err(|_| Error::Crypto)?;
     let (flight, keys, awaiting) = start.on_server_hello(&hello)?;
+    pin_check(&keys.peer_fingerprint)?;
     let Keys {
         sealer,
         opener,
@@ -155,11 +287,83 @@ pub fn request(
         LineReader::new(Box::new(RecordReader::new(src, opener))),
         Box::new(w),
     );
-    let switched = Switched {
-        suite,
-        peer_fingerprint: Some(peer_fingerprint),
-    };
-    Ok((remote.read_reply()?, switched))
+    Ok((
+        remote.read_reply()?,
+        Switched::to(suite, Some(peer_fingerprint)),
+    ))
+}
+
+/// v2 first contact: XX. Two round trips after the outer EHLO.
+fn request_xx(
+    remote: &mut Peer,
+    id: &StaticIdentity,
+    offered: &str,
+    inner_ehlo: &[u8],
+    pin_check: &mut dyn FnMut(&str) -> Result<(), Error>,
+) -> Result<(Reply, Switched), Error> {
+    let prologue = noise_suite::prologue(offered, NOISE, inner_ehlo);
+    let (state, msg1) = ClientXx::start(id, &prologue)?;
+    let msg1 = Base64::encode_string(&msg1);
+    remote.send(format!("{KEYWORD} {NOISE} XX {msg1}\r\n").as_bytes())?;
+    expect_go_ahead(remote)?;
+    let mut src = buffered_rest(remote);
+    let msg2 = message::read(&mut src, NOISE_MESSAGE).map_err(|_| Error::Crypto)?;
+    let msg2 = message::body(&msg2, NOISE_MESSAGE).ok_or(Error::Crypto)?;
+    let (verified, peer) = state.on_msg2(msg2)?;
+    // The pin decision before msg3: a refused server learns nothing more.
+    pin_check(&peer.fingerprint)?;
+    let server_cert = verified.cert_s.clone();
+    let (msg3, keys) = verified.finish(id)?;
+    let (_, _, raw_writer) = remote.take_streams();
+    let mut w = RecordWriter::new(raw_writer, keys.sealer);
+    w.send_with_prefix(&message::frame(NOISE_MESSAGE, &msg3), inner_ehlo)
+        .map_err(Error::io(remote.name))?;
+    remote.replace(
+        LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
+        Box::new(w),
+    );
+    let mut on = Switched::to(SuiteId::Noise, Some(keys.peer_fingerprint));
+    on.server_cert = Some(server_cert);
+    Ok((remote.read_reply()?, on))
+}
+
+/// v2 to a known peer: IK, with the inner EHLO in the first flight. One
+/// round trip after the outer EHLO. `Ok(None)` if the server could not
+/// decrypt it (its static key changed): the caller starts over with XX.
+fn request_ik(
+    remote: &mut Peer,
+    id: &StaticIdentity,
+    cached: &VerifiedCert,
+    offered: &str,
+    inner_ehlo: &[u8],
+) -> Result<Option<(Reply, Switched)>, Error> {
+    let prologue = noise_suite::prologue(offered, NOISE, inner_ehlo);
+    let (state, msg1) = ClientIk::start(id, &prologue, cached, inner_ehlo)?;
+    let msg1 = Base64::encode_string(&msg1);
+    remote.send(format!("{KEYWORD} {NOISE} IK {msg1}\r\n").as_bytes())?;
+    let reply = remote.read_reply()?;
+    if reply.code != 220 {
+        return Ok(None);
+    }
+    let mut src = buffered_rest(remote);
+    let msg2 = message::read(&mut src, NOISE_MESSAGE).map_err(|_| Error::Crypto)?;
+    let msg2 = message::body(&msg2, NOISE_MESSAGE).ok_or(Error::Crypto)?;
+    let (inner, keys) = state.on_msg2(msg2)?;
+    let mut inner_reader = LineReader::new(std::io::Cursor::new(inner));
+    let inner = crate::smtp::reply::read_reply(&mut inner_reader, remote.name)?;
+    let (_, _, raw_writer) = remote.take_streams();
+    let mut w = RecordWriter::new(raw_writer, keys.sealer);
+    // Our certificate first, in the records: MAIL may follow at once.
+    w.write_all(&message::frame(IDENTITY, &id.cert_bytes))
+        .and_then(|_| w.flush())
+        .map_err(Error::io(remote.name))?;
+    remote.replace(
+        LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
+        Box::new(w),
+    );
+    let mut on = Switched::to(SuiteId::Noise, Some(keys.peer_fingerprint));
+    on.greeted = true;
+    Ok(Some((inner, on)))
 }
 
 fn expect_go_ahead(remote: &mut Peer) -> Result<(), Error> {

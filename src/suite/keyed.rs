@@ -23,7 +23,7 @@ impl<'k> ClientStart<'k> {
             SuiteId::X25519Chacha => Some(ClientStart::X25519(x25519_chacha::ClientStart::new(
                 key, offered,
             ))),
-            SuiteId::Rot(_) => None,
+            SuiteId::Rot(_) | SuiteId::Noise => None,
         }
     }
 
@@ -66,7 +66,7 @@ impl<'k> ServerAwaitKey<'k> {
                 .map(|(m, s)| (m, ServerAwaitKey::RsaBlowfish(s))),
             SuiteId::X25519Chacha => x25519_chacha::ServerAwaitKey::new(key, offered, hello)
                 .map(|(m, s)| (m, ServerAwaitKey::X25519(s))),
-            SuiteId::Rot(_) => None,
+            SuiteId::Rot(_) | SuiteId::Noise => None,
         }
     }
 

@@ -5,17 +5,22 @@
 pub mod common;
 pub mod keyed;
 pub mod message;
+pub mod noise_suite;
 pub mod rot;
 pub mod rsa_blowfish;
 pub mod x25519_chacha;
 
 use std::fmt;
 
+pub const NOISE: &str = "NOISE-25519-CHACHAPOLY-SHA256";
 pub const RSA_BLOWFISH: &str = "RSA-BLOWFISH";
 pub const X25519_CHACHA: &str = "X25519-CHACHA20POLY1305";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SuiteId {
+    /// Handshake v2: Noise XX / IK with certified static keys; forward
+    /// secrecy and no RSA private-key operation per connection.
+    Noise,
     /// Ephemeral X25519, RSA-PSS identities, ChaCha20-Poly1305: forward secrecy.
     X25519Chacha,
     /// The seed's suite: RSA-OAEP key transport, Blowfish-CTR + HMAC-SHA1.
@@ -33,6 +38,9 @@ impl SuiteId {
         }
         if upper == X25519_CHACHA {
             return Some(SuiteId::X25519Chacha);
+        }
+        if upper == NOISE {
+            return Some(SuiteId::Noise);
         }
         let n = upper.strip_prefix("ROT")?;
         if n.is_empty()
@@ -59,6 +67,7 @@ impl SuiteId {
 impl fmt::Display for SuiteId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SuiteId::Noise => f.write_str(NOISE),
             SuiteId::X25519Chacha => f.write_str(X25519_CHACHA),
             SuiteId::RsaBlowfish => f.write_str(RSA_BLOWFISH),
             SuiteId::Rot(n) => write!(f, "ROT{n}"),
@@ -74,15 +83,32 @@ pub struct SuitePolicy {
     pub allow_rot: bool,
 }
 
-/// The default order: forward secrecy first.
-pub const DEFAULT_SUITES: [SuiteId; 2] = [SuiteId::X25519Chacha, SuiteId::RsaBlowfish];
+/// What a server offers by default: handshake v2 only. RSA-BLOWFISH has no
+/// forward secrecy and its OAEP decryption per connection keeps the host
+/// key online as an oracle, so a server offers it only when told to.
+pub const SERVER_DEFAULT: [SuiteId; 1] = [SuiteId::Noise];
+/// What a client accepts by default: v2 first, and RSA-BLOWFISH from a
+/// server that offers nothing better (an older blackpony).
+pub const CLIENT_DEFAULT: [SuiteId; 2] = [SuiteId::Noise, SuiteId::RsaBlowfish];
 
 impl SuitePolicy {
-    pub fn new(allow_rot: bool) -> Self {
+    pub fn new(defaults: &[SuiteId], allow_rot: bool) -> Self {
         SuitePolicy {
-            keyed: DEFAULT_SUITES.to_vec(),
+            keyed: defaults.to_vec(),
             allow_rot,
         }
+    }
+
+    /// Whether handshake v2 is among the keyed suites (it needs the static key).
+    pub fn uses_noise(&self) -> bool {
+        self.keyed.contains(&SuiteId::Noise)
+    }
+
+    /// Whether a suite that needs the RSA private key is among them.
+    pub fn uses_rsa(&self) -> bool {
+        self.keyed
+            .iter()
+            .any(|s| matches!(s, SuiteId::RsaBlowfish | SuiteId::X25519Chacha))
     }
 
     /// From `--suites LIST` (comma or space separated names, most preferred
@@ -99,7 +125,7 @@ impl SuitePolicy {
                 Some(_) => {}
                 None => {
                     return Err(format!(
-                    "unknown suite {name:?}; known: {X25519_CHACHA}, {RSA_BLOWFISH}, ROT1..ROT25"
+                    "unknown suite {name:?}; known: {NOISE}, {RSA_BLOWFISH}, {X25519_CHACHA}, ROT1..ROT25"
                 ))
                 }
             }
@@ -110,14 +136,22 @@ impl SuitePolicy {
         Ok(p)
     }
 
-    /// The EHLO keyword's parameters the server advertises. Keyed suites
-    /// only when it has a host key.
-    pub fn server_offer(&self, have_key: bool) -> String {
-        let mut names: Vec<String> = if have_key {
-            self.keyed.iter().map(|s| s.to_string()).collect()
-        } else {
-            Vec::new()
-        };
+    /// The EHLO keyword's parameters the server advertises: each keyed
+    /// suite only when the key it needs is loaded (`have_rsa` the RSA host
+    /// key, `have_static` the static key and certificate of handshake v2).
+    pub fn server_offer(&self, have_rsa: bool, have_static: bool) -> String {
+        let mut names: Vec<String> = self
+            .keyed
+            .iter()
+            .filter(|s| {
+                if **s == SuiteId::Noise {
+                    have_static
+                } else {
+                    have_rsa
+                }
+            })
+            .map(|s| s.to_string())
+            .collect();
         if self.allow_rot {
             names.push("ROT13".into());
         }
@@ -156,8 +190,8 @@ mod tests {
 
     #[test]
     fn choose_follows_server_order_and_policy() {
-        let strict = SuitePolicy::new(false);
-        let rot = SuitePolicy::new(true);
+        let strict = SuitePolicy::new(&CLIENT_DEFAULT, false);
+        let rot = SuitePolicy::new(&CLIENT_DEFAULT, true);
         assert_eq!(
             strict.choose("ROT13 RSA-BLOWFISH"),
             Some(SuiteId::RsaBlowfish)
@@ -165,20 +199,25 @@ mod tests {
         assert_eq!(rot.choose("ROT13 RSA-BLOWFISH"), Some(SuiteId::Rot(13)));
         assert_eq!(strict.choose("ROT13 FOO"), None);
         assert_eq!(
-            rot.server_offer(true),
-            "X25519-CHACHA20POLY1305 RSA-BLOWFISH ROT13"
+            rot.server_offer(true, true),
+            "NOISE-25519-CHACHAPOLY-SHA256 RSA-BLOWFISH ROT13"
         );
-        assert_eq!(rot.server_offer(false), "ROT13");
+        assert_eq!(rot.server_offer(false, false), "ROT13");
         assert_eq!(
-            strict.choose("RSA-BLOWFISH X25519-CHACHA20POLY1305"),
+            SuitePolicy::new(&SERVER_DEFAULT, false).server_offer(true, true),
+            "NOISE-25519-CHACHAPOLY-SHA256"
+        );
+        // An older server's list: the client takes RSA-BLOWFISH.
+        assert_eq!(
+            strict.choose("X25519-CHACHA20POLY1305 RSA-BLOWFISH"),
             Some(SuiteId::RsaBlowfish)
         );
         let old = SuitePolicy::from_list("RSA-BLOWFISH", false).unwrap();
         assert_eq!(
-            old.choose("X25519-CHACHA20POLY1305 RSA-BLOWFISH"),
+            old.choose("NOISE-25519-CHACHAPOLY-SHA256 RSA-BLOWFISH"),
             Some(SuiteId::RsaBlowfish)
         );
-        assert_eq!(old.server_offer(true), "RSA-BLOWFISH");
+        assert_eq!(old.server_offer(true, false), "RSA-BLOWFISH");
         assert!(SuitePolicy::from_list("AES", false).is_err());
         assert!(SuitePolicy::from_list("", false).is_err());
     }

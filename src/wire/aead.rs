@@ -61,4 +61,3 @@ pub fn protection(ts: &TrafficSecret) -> Box<dyn Protection> {
     let aead = ChaCha20Poly1305::new_from_slice(key.expose()).expect("32-byte key");
     Box::new(ChachaPoly { aead, iv })
 }
-

@@ -11,12 +11,14 @@ use std::process::ExitCode;
 use blackpony::cli;
 use blackpony::dns::Resolver;
 use blackpony::error::exit;
+use blackpony::keys::LazyHostKey;
 use blackpony::outbound::{self, OutboundConfig};
 use blackpony::peer::Peer;
 use blackpony::peers::KnownPeers;
 use blackpony::policy::{Policy, PolicyMap};
 use blackpony::relay::RelayOptions;
 use blackpony::session_record::{self, RecordFile};
+use blackpony::suite::CLIENT_DEFAULT;
 use blackpony::summary::{Outcome, Summary};
 use blackpony::{logging, netio, Error};
 
@@ -319,22 +321,25 @@ fn config(
         )
         .map_err(|e| Error::Config(format!("/etc/resolv.conf: {e}")))?,
     };
-    let key = cli::load_key_if_present(key_path)?;
-    if key.is_none() {
+    let suites = cli::suites(m, &CLIENT_DEFAULT)?;
+    let identity = cli::load_identity(key_path)?;
+    if suites.uses_noise() && identity.is_none() {
         return Err(Error::Key(format!(
-            "no host key at {} (create one with: blackpony --generate-key --key {})",
+            "no static key beside {} (an RSA-only install: run blackpony --renew-cert --key {}; a new one: blackpony --generate-key --key {})",
+            key_path.display(),
             key_path.display(),
             key_path.display()
         )));
     }
     Ok(OutboundConfig {
         port,
-        key,
+        key: LazyHostKey::new(key_path),
+        identity,
         known_peers,
         default_policy,
         policy_map,
         resolver,
-        suites: cli::suites(m)?,
+        suites,
         timeout,
         relay: RelayOptions::default(),
     })

@@ -16,6 +16,7 @@ use blackpony::inbound::{self, ClientAddressPassing, ClientConn, InboundConfig};
 use blackpony::netio;
 use blackpony::relay::RelayOptions;
 use blackpony::session_record::{self, RecordFile};
+use blackpony::suite::{NOISE, SERVER_DEFAULT};
 use blackpony::summary::Summary;
 use blackpony::Error;
 
@@ -53,6 +54,12 @@ fn options() -> getopts::Options {
         "generate-key",
         "write a new host key to --key (mode 0600, never overwrites) and print its fingerprint",
     );
+    o.optflag(
+        "",
+        "renew-cert",
+        "make the static key if missing and renew its certificate when it is due (for a daily timer; --force: always)",
+    );
+    o.optflag("", "force", "with --renew-cert: renew even if not due");
     o.optopt(
         "",
         "key-bits",
@@ -110,6 +117,15 @@ fn main() -> ExitCode {
             Err(e) => terminal_error(&e),
         };
     }
+    if m.opt_present("renew-cert") {
+        return match cli::renew_cert(&key_path, m.opt_present("force")) {
+            Ok(msg) => {
+                println!("{msg}: {}", key_path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => terminal_error(&e),
+        };
+    }
     if m.opt_present("fingerprint") {
         return match blackpony::keys::HostKey::load(&key_path) {
             Ok(k) => {
@@ -160,9 +176,24 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
         (None, true) => ClientAddressPassing::Xclient,
         (None, false) => ClientAddressPassing::None,
     };
-    let key = cli::load_key_if_present(key_path)?;
-    if key.is_none() {
-        log::warn!(
+    let suites = cli::suites(m, &SERVER_DEFAULT)?;
+    // Only what the offered suites need: handshake v2 never reads the RSA key.
+    let key = match suites.uses_rsa() {
+        true => cli::load_key_if_present(key_path)?,
+        false => None,
+    };
+    let identity = match suites.uses_noise() {
+        true => cli::load_identity(key_path)?,
+        false => None,
+    };
+    if suites.uses_noise() && identity.is_none() {
+        log::error!(
+            "no static key beside {}: {NOISE} is not offered (run blackpony --renew-cert, or --generate-key for a new install)",
+            key_path.display()
+        );
+    }
+    if suites.uses_rsa() && key.is_none() {
+        log::error!(
             "no host key at {}: RSA-BLOWFISH is not offered (create one with blackpony --generate-key)",
             key_path.display()
         );
@@ -174,11 +205,12 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
         source,
         passing,
         timeout: cli::timeout(m)?,
-        suites: cli::suites(m)?,
+        suites,
         relay: RelayOptions {
             forbid_bare_newline: m.opt_present("forbid-bare-newline"),
         },
         key,
+        identity,
     })
 }
 

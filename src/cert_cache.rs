@@ -1,0 +1,58 @@
+//! The client's cache of servers' v2 certificates, beside the known-peers
+//! file (`<known_peers>.certs`, one `host base64(certificate)` line each), so
+//! the next delivery can use Noise IK (one round trip). A cache: a missing,
+//! damaged or stale entry only costs the XX round trip. An entry is used only
+//! while its certificate is valid and names the host's pinned RSA key.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64ct::{Base64, Encoding};
+
+use crate::cert::{self, VerifiedCert};
+use crate::limits::MAX_STATIC_CERT;
+
+fn path_for(known_peers: &Path) -> PathBuf {
+    let mut p = known_peers.as_os_str().to_os_string();
+    p.push(".certs");
+    PathBuf::from(p)
+}
+
+fn entries(known_peers: &Path) -> Vec<(String, String)> {
+    let text = fs::read_to_string(path_for(known_peers)).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(h, c)| (h.to_string(), c.to_string()))
+        .collect()
+}
+
+/// The cached certificate of `host`, if it is valid now and for `pinned`.
+pub fn lookup(known_peers: &Path, host: &str, pinned: &str) -> Option<VerifiedCert> {
+    let (_, b64) = entries(known_peers).into_iter().find(|(h, _)| h == host)?;
+    let bytes = Base64::decode_vec(&b64).ok()?;
+    let c = cert::parse_and_verify(&bytes, crate::clock::now_unix()).ok()?;
+    (c.fingerprint == pinned).then_some(c)
+}
+
+/// Remember `host`'s certificate (replacing an older one), atomically.
+pub fn store(known_peers: &Path, host: &str, cert_bytes: &[u8]) -> std::io::Result<()> {
+    if cert_bytes.len() > MAX_STATIC_CERT || host.contains(char::is_whitespace) {
+        return Ok(());
+    }
+    let mut lines: Vec<(String, String)> = entries(known_peers)
+        .into_iter()
+        .filter(|(h, _)| h != host)
+        .collect();
+    lines.push((host.to_string(), Base64::encode_string(cert_bytes)));
+    let path = path_for(known_peers);
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut f = fs::File::create(&tmp)?;
+    for (h, c) in &lines {
+        writeln!(f, "{h} {c}")?;
+    }
+    f.sync_all()?;
+    fs::rename(&tmp, &path)
+}

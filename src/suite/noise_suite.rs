@@ -1,0 +1,243 @@
+//! Suite NOISE-25519-CHACHAPOLY-SHA256 (handshake v2): Noise `XX` on first
+//! contact, Noise `IK` to a peer whose static key the client has cached.
+//! Each host's identity is its static X25519 key, vouched for by a
+//! certificate its RSA host key signed once ([`crate::cert`]), so no
+//! connection needs an RSA private-key operation. Pins stay RSA fingerprints.
+//! docs/PROTOCOL.md section 3B is the specification.
+//!
+//! ```text
+//! prologue = vec16("blackpony/2") || vec16(offered list) || vec16(suite) || vec16(outer EHLO line)
+//! XX:  C: XBLACKPONY <suite> XX base64(msg1: e)
+//!      S: 220 ... CRLF || frame(4, msg2: e, ee, s, es, payload = certificate_s)
+//!      C: frame(4, msg3: s, se, payload = certificate_c) || records...
+//! IK:  C: XBLACKPONY <suite> IK base64(msg1: e, es, s, ss, payload = inner EHLO line)
+//!      S: 220 ... CRLF || frame(4, msg2: e, ee, se, payload = reply to the inner EHLO)
+//!      C: records: frame(5, certificate_c) || MAIL FROM ...
+//! ```
+//! Record keys: the Noise split (k_i2r || k_r2i) is the input keying
+//! material of the existing schedule, with the handshake hash as its
+//! transcript hash; records are ChaCha20-Poly1305 ([`crate::wire::aead`]).
+
+use x25519_dalek::StaticSecret;
+
+use super::common::Keys;
+use crate::cert::{self, VerifiedCert};
+use crate::noise::{HandshakeState, Pattern};
+use crate::static_key::StaticIdentity;
+use crate::wire::aead::protection;
+use crate::wire::codec::Writer;
+use crate::wire::record::{Opener, Sealer};
+use crate::wire::schedule::{Role, Schedule};
+use crate::Error;
+
+/// The frame type of msg2 and msg3 after the `220` (see suite::message).
+pub const NOISE_MESSAGE: u8 = 4;
+/// The frame type of the client's certificate, first thing in its records (IK).
+pub const IDENTITY: u8 = 5;
+
+/// The prologue both sides hash first: any edit of the offered list, the
+/// suite or the EHLO line by an attacker makes msg2 fail to decrypt.
+pub fn prologue(offered: &str, suite: &str, outer_ehlo: &[u8]) -> Vec<u8> {
+    let ehlo = crate::reply::trim_eol(outer_ehlo);
+    let mut w = Writer::new();
+    w.vec16(b"blackpony/2")
+        .vec16(offered.as_bytes())
+        .vec16(suite.as_bytes())
+        .vec16(ehlo);
+    w.buf
+}
+
+fn fail<E>(_: E) -> Error {
+    Error::Crypto
+}
+
+/// The record keys of a finished handshake, through the existing schedule.
+fn keys(hs: HandshakeState, role: Role, peer_fingerprint: String) -> Result<Keys, Error> {
+    let split = hs.split().map_err(fail)?;
+    let mut ikm = crate::crypto::Secret::<64>::zero();
+    ikm.expose_mut()[..32].copy_from_slice(split.initiator_to_responder.expose());
+    ikm.expose_mut()[32..].copy_from_slice(split.responder_to_initiator.expose());
+    let schedule = Schedule::new(b"", b"", ikm.expose(), split.handshake_hash);
+    let other = match role {
+        Role::Client => Role::Server,
+        Role::Server => Role::Client,
+    };
+    Ok(Keys {
+        sealer: Sealer::new(protection, schedule.traffic(role)),
+        opener: Opener::new(protection, schedule.traffic(other)),
+        peer_fingerprint,
+    })
+}
+
+/// A peer's certificate, checked against the static key the handshake
+/// authenticated and against the clock.
+fn check_peer(hs: &HandshakeState, cert_bytes: &[u8]) -> Result<VerifiedCert, Error> {
+    let rs = hs.remote_static().ok_or(Error::Crypto)?;
+    cert::verify_for(cert_bytes, crate::clock::now_unix(), &rs).map_err(|e| {
+        log::warn!("peer certificate refused: {e}");
+        Error::Crypto
+    })
+}
+
+fn secret(id: &StaticIdentity) -> StaticSecret {
+    id.secret.clone()
+}
+
+// ---------------------------------------------------------------- client
+
+/// Client, XX: msg1 sent, waiting for msg2.
+pub struct ClientXx(HandshakeState);
+
+impl ClientXx {
+    /// Start XX; returns msg1 (the command's argument).
+    pub fn start(id: &StaticIdentity, prologue: &[u8]) -> Result<(Self, Vec<u8>), Error> {
+        let mut hs = HandshakeState::new(Pattern::XX, true, prologue, Some(secret(id)), None)
+            .map_err(fail)?;
+        let msg1 = hs.write_message(&[]).map_err(fail)?;
+        Ok((ClientXx(hs), msg1))
+    }
+
+    /// msg2 in: the server's certificate, checked. The caller decides on
+    /// the pin before calling [`ClientXxVerified::finish`], so nothing of
+    /// ours leaves before that decision.
+    pub fn on_msg2(mut self, msg2: &[u8]) -> Result<(ClientXxVerified, VerifiedCert), Error> {
+        let cert_s = self.0.read_message(msg2).map_err(fail)?;
+        let peer = check_peer(&self.0, &cert_s)?;
+        Ok((
+            ClientXxVerified {
+                hs: self.0,
+                peer: peer.clone(),
+                cert_s,
+            },
+            peer,
+        ))
+    }
+}
+
+/// Client, XX: the server's certificate verified, msg3 not yet sent.
+pub struct ClientXxVerified {
+    hs: HandshakeState,
+    peer: VerifiedCert,
+    /// The server's certificate as it came: the client caches it for IK.
+    pub cert_s: Vec<u8>,
+}
+
+impl ClientXxVerified {
+    /// msg3 (carrying our certificate) and the record keys.
+    pub fn finish(mut self, id: &StaticIdentity) -> Result<(Vec<u8>, Keys), Error> {
+        let msg3 = self.hs.write_message(&id.cert_bytes).map_err(fail)?;
+        let keys = keys(self.hs, Role::Client, self.peer.fingerprint)?;
+        Ok((msg3, keys))
+    }
+}
+
+/// Client, IK: msg1 (with the inner EHLO) sent to a server whose
+/// certificate was cached beside its pin.
+pub struct ClientIk {
+    hs: HandshakeState,
+    peer: VerifiedCert,
+}
+
+impl ClientIk {
+    /// Only the inner EHLO may ride in msg1: anyone who recorded it can
+    /// replay it, so never an envelope or message data.
+    pub fn start(
+        id: &StaticIdentity,
+        prologue: &[u8],
+        server: &VerifiedCert,
+        inner_ehlo: &[u8],
+    ) -> Result<(Self, Vec<u8>), Error> {
+        let rs = Some(server.static_public);
+        let mut hs =
+            HandshakeState::new(Pattern::IK, true, prologue, Some(secret(id)), rs).map_err(fail)?;
+        let msg1 = hs.write_message(inner_ehlo).map_err(fail)?;
+        let peer = server.clone();
+        Ok((ClientIk { hs, peer }, msg1))
+    }
+
+    /// msg2 in: the reply to the inner EHLO, and the record keys.
+    pub fn on_msg2(mut self, msg2: &[u8]) -> Result<(Vec<u8>, Keys), Error> {
+        let reply = self.hs.read_message(msg2).map_err(fail)?;
+        let keys = keys(self.hs, Role::Client, self.peer.fingerprint)?;
+        Ok((reply, keys))
+    }
+}
+
+// ---------------------------------------------------------------- server
+
+/// Server, XX: msg2 sent, waiting for msg3.
+pub struct ServerXx(HandshakeState);
+
+impl ServerXx {
+    /// msg1 in; msg2 (carrying our certificate) out. `None` if msg1 is not
+    /// a well-formed first message (a 501 while still plain).
+    pub fn start(id: &StaticIdentity, prologue: &[u8], msg1: &[u8]) -> Option<(Self, Vec<u8>)> {
+        let mut hs =
+            HandshakeState::new(Pattern::XX, false, prologue, Some(secret(id)), None).ok()?;
+        hs.read_message(msg1).ok()?;
+        let msg2 = hs.write_message(&id.cert_bytes).ok()?;
+        Some((ServerXx(hs), msg2))
+    }
+
+    /// msg3 in: the client's certificate checked, and the record keys.
+    pub fn on_msg3(mut self, msg3: &[u8]) -> Result<Keys, Error> {
+        let cert_c = self.0.read_message(msg3).map_err(fail)?;
+        let peer = check_peer(&self.0, &cert_c)?;
+        keys(self.0, Role::Server, peer.fingerprint)
+    }
+}
+
+/// Server, IK: msg1 read; the inner EHLO must be answered in msg2.
+pub struct ServerIk(HandshakeState);
+
+impl ServerIk {
+    /// msg1 in: the inner EHLO line it carries. `None` if it does not
+    /// decrypt: a malformed message, or one for a static key we no longer
+    /// have (the client's cache is stale; it starts over with XX).
+    pub fn start(id: &StaticIdentity, prologue: &[u8], msg1: &[u8]) -> Option<(Self, Vec<u8>)> {
+        let mut hs =
+            HandshakeState::new(Pattern::IK, false, prologue, Some(secret(id)), None).ok()?;
+        let ehlo = hs.read_message(msg1).ok()?;
+        Some((ServerIk(hs), ehlo))
+    }
+
+    /// msg2 carrying `reply` (to the inner EHLO), and a state that checks the
+    /// client's certificate, which comes first in its records.
+    pub fn answer(mut self, reply: &[u8]) -> Result<(Vec<u8>, ServerIkAwaitIdentity), Error> {
+        let msg2 = self.0.write_message(reply).map_err(fail)?;
+        let client_static = self.0.remote_static().ok_or(Error::Crypto)?;
+        Ok((
+            msg2,
+            ServerIkAwaitIdentity {
+                hs: self.0,
+                client_static,
+            },
+        ))
+    }
+}
+
+/// Server, IK: msg2 sent; the client's certificate not yet seen.
+pub struct ServerIkAwaitIdentity {
+    hs: HandshakeState,
+    client_static: [u8; 32],
+}
+
+impl ServerIkAwaitIdentity {
+    /// The record keys; the client's certificate, read from the records
+    /// these keys open, goes to [`check_identity`] before anything else.
+    pub fn keys(self) -> Result<(Keys, [u8; 32]), Error> {
+        Ok((
+            keys(self.hs, Role::Server, String::new())?,
+            self.client_static,
+        ))
+    }
+}
+
+/// The client's certificate from its first record (IK): it must certify the
+/// static key the handshake authenticated.
+pub fn check_identity(client_static: &[u8; 32], cert_bytes: &[u8]) -> Result<VerifiedCert, Error> {
+    cert::verify_for(cert_bytes, crate::clock::now_unix(), client_static).map_err(|e| {
+        log::warn!("client certificate refused: {e}");
+        Error::Crypto
+    })
+}
