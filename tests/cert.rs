@@ -309,6 +309,26 @@ fn certificate_of_another_static_key_or_garbage_is_refused_at_load() {
     let msg = is_key_error(static_key::load(&k1), "swapped certificate");
     assert!(msg.contains("another static key"), "{msg}");
 
+    // A bad signature is left for the peers to find: load does no RSA
+    // operation per connection (issue_for checked what it signed).
+    let mut forged = fs::read_to_string(&c2).unwrap();
+    let raw =
+        blackpony::wire::base64::decode(forged.trim_end().split(' ').nth(1).unwrap()).unwrap();
+    let mut raw_bad = raw.clone();
+    *raw_bad.last_mut().unwrap() ^= 1;
+    forged = format!(
+        "{CERT_HEADER} {}\n",
+        blackpony::wire::base64::encode(&raw_bad)
+    );
+    fs::write(&c1, &forged).unwrap();
+    fs::copy(&s2, static_key::paths_for(&k1).0).unwrap();
+    let id = static_key::load(&k1).unwrap();
+    assert_eq!(
+        cert::parse_signed(&id.cert_bytes),
+        Err(CertError::BadSignature)
+    );
+    assert_eq!(cert::parse_signed(&raw).unwrap(), id.verified);
+
     // Tampered, truncated, or mislabelled files.
     let good = fs::read_to_string(&c2).unwrap();
     let bad = [
