@@ -43,8 +43,8 @@ pub struct StaticIdentity {
     pub public: [u8; 32],
     /// The certificate as sent in the handshake.
     pub cert_bytes: Vec<u8>,
-    /// Its contents, signature checked. The window is not checked by
-    /// [`load`]: the caller decides what an expired certificate means.
+    /// Its contents. [`load`] checks the layout and that it certifies
+    /// `public`; [`issue_for`] also checks the signature.
     pub verified: VerifiedCert,
 }
 
@@ -111,9 +111,12 @@ fn load_secret(path: &Path) -> Result<StaticSecret, Error> {
     Ok(StaticSecret::from(*arr))
 }
 
-/// Load the static key and its certificate for the RSA key at `rsa_key`.
-/// Reads `<key>.x25519` and `<key>.cert` only. Fails if the certificate is
-/// malformed, its signature does not verify, or it is for another key.
+/// Load the static key and its certificate for the RSA key at `rsa_key`:
+/// per connection, so it reads `<key>.x25519` and `<key>.cert` only and
+/// does no RSA operation. Fails if either file is unreadable or malformed,
+/// the private key file is open to group or others, or the certificate is
+/// for another static key. Neither the certificate's signature (checked by
+/// [`issue_for`] and by every peer) nor its window is checked here.
 pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
     let (secret_path, cert_path) = paths_for(rsa_key);
     let secret = load_secret(&secret_path)?;
@@ -125,7 +128,7 @@ pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
     )?
     .to_vec();
     let public = PublicKey::from(&secret).to_bytes();
-    let verified = cert::parse_signed(&cert_bytes)
+    let verified = cert::parse_own(&cert_bytes)
         .and_then(|c| {
             if c.static_public == public {
                 Ok(c)
@@ -136,7 +139,7 @@ pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
         .map_err(|e| {
             key_error(
                 &cert_path,
-                format_args!("{e}; issue a new one with the RSA host key"),
+                format_args!("{e}; issue a new one with blackpony --renew-cert --force"),
             )
         })?;
     Ok(StaticIdentity {
@@ -204,6 +207,8 @@ pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
     let not_after = now.saturating_add(STATIC_CERT_VALIDITY.as_secs());
     let cert = cert::issue(&host, &public, not_before, not_after);
     let line = format!("{CERT_HEADER} {}\n", Base64::encode_string(&cert));
+    // Check what we signed before it replaces a working certificate.
+    cert::parse_signed(&cert).map_err(|e| key_error(&cert_path, e))?;
     write_via_temp(&cert_path, line.as_bytes(), 0o644, |t, p| fs::rename(t, p))?;
     load(rsa_key)
 }

@@ -309,6 +309,28 @@ fn certificate_of_another_static_key_or_garbage_is_refused_at_load() {
     let msg = is_key_error(static_key::load(&k1), "swapped certificate");
     assert!(msg.contains("another static key"), "{msg}");
 
+    // A bad signature is left for the peers to find: load does no RSA
+    // operation per connection (issue_for checked what it signed).
+    // One base64 character inside the signature, clear of the padding, so
+    // the file still decodes canonically: the signature bytes change.
+    let mut forged = fs::read(&c2).unwrap();
+    let at = forged.len() - 1 - 8;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    fs::write(&c1, &forged).unwrap();
+    fs::copy(&s2, static_key::paths_for(&k1).0).unwrap();
+    let id = static_key::load(&k1).unwrap();
+    assert_eq!(
+        cert::parse_signed(&id.cert_bytes),
+        Err(CertError::BadSignature)
+    );
+    let genuine = static_key::load(&k2).unwrap();
+    assert_eq!(
+        cert::parse_signed(&genuine.cert_bytes).unwrap(),
+        genuine.verified
+    );
+    assert_eq!(genuine.verified.static_public, id.verified.static_public);
+    assert_ne!(genuine.cert_bytes, id.cert_bytes);
+
     // Tampered, truncated, or mislabelled files.
     let good = fs::read_to_string(&c2).unwrap();
     let bad = [
