@@ -10,8 +10,6 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -192,42 +190,12 @@ fn finish(mut child: Child) -> (Option<i32>, String) {
     (status.code(), err)
 }
 
-/// A socket writer that, once armed, flips one byte in the middle of the next
-/// write: with the record layer on top, one byte of one record.
-struct Tamper {
-    inner: TcpStream,
-    armed: Arc<AtomicBool>,
-}
-
-impl Write for Tamper {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() > 8 && self.armed.swap(false, Ordering::SeqCst) {
-            let mut forged = buf.to_vec();
-            let i = forged.len() / 2;
-            forged[i] ^= 0x20;
-            self.inner.write_all(&forged)?;
-            return Ok(buf.len());
-        }
-        self.inner.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl blackpony::channel::Sink for Tamper {}
-
-/// A library-built client connection: a `Peer` over a socket (whose writes
-/// can be tampered with once `armed` is set).
-fn library_peer(addr: SocketAddr, armed: &Arc<AtomicBool>) -> Peer {
+/// A library-built client connection: a `Peer` over a socket.
+fn library_peer(addr: SocketAddr) -> Peer {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     let reader: BoxRead = Box::new(s.try_clone().unwrap());
-    let writer: BoxSink = Box::new(Tamper {
-        inner: s,
-        armed: Arc::clone(armed),
-    });
+    let writer: BoxSink = Box::new(s);
     Peer::new(reader, writer, "server")
 }
 
@@ -569,7 +537,7 @@ fn keyed_session_shows_nothing_in_clear(suite: SuiteId, name: &str) {
     );
     let cap = Relay::start(addr);
     let client_key = load_key(ka);
-    let mut peer = library_peer(cap.addr, &Arc::default());
+    let mut peer = library_peer(cap.addr);
     let (inner, server_fp) = keyed_handshake(&mut peer, &client_key, suite);
     assert_eq!(inner.code, 250);
     assert_eq!(server_fp, Some(load_key(kb).fingerprint()));
@@ -667,7 +635,7 @@ fn large_encrypted_message_crosses_the_rekey_limit_intact() {
         &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
         &dir.join("log"),
     );
-    let mut peer = library_peer(addr, &Arc::default());
+    let mut peer = library_peer(addr);
     rsa_handshake(&mut peer, &load_key(ka));
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<big@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
@@ -901,7 +869,7 @@ fn encrypted_client_cut_mid_data_delivers_nothing() {
         &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
         &dir.join("log"),
     );
-    let mut peer = library_peer(addr, &Arc::default());
+    let mut peer = library_peer(addr);
     rsa_handshake(&mut peer, &load_key(ka));
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<a@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
@@ -925,16 +893,17 @@ fn forged_record_closes_without_delivery() {
         &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
         &log,
     );
-    let armed = Arc::new(AtomicBool::new(false));
-    let mut peer = library_peer(addr, &armed);
+    // Client records after the handshake: 0 the inner EHLO, 1 MAIL, 2 RCPT,
+    // 3 DATA, 4 the message: that one is altered on the way.
+    let relay = Relay::with(addr, Tamper::Record(Attack::FlipBit, 4));
+    let mut peer = library_peer(relay.addr);
     rsa_handshake(&mut peer, &load_key(ka));
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<a@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "DATA").code, 354);
-    armed.store(true, Ordering::SeqCst);
     peer.send(b"Subject: forged\r\n\r\nthis record is altered on the way\r\n.\r\n")
         .unwrap();
-    assert!(!armed.load(Ordering::SeqCst), "a record was tampered with");
+    // The record is in flight; the relay flips it before the server reads it.
     let t = Instant::now();
     match peer.read_reply() {
         Ok(r) => panic!("a reply to a forged record: {}", r.summary()),
@@ -944,6 +913,7 @@ fn forged_record_closes_without_delivery() {
             t.elapsed()
         ),
     }
+    assert!(relay.records().tampered, "no record was tampered with");
     wait_until("the sink to see the cut", Duration::from_secs(5), || {
         sink.log.lock().unwrap().partial == 1
     });
@@ -1637,7 +1607,7 @@ fn under_openbsd_inetd_at_trace_level_only_smtp_reaches_the_client() {
     );
 
     // An RSA-BLOWFISH session: a stray byte on the socket would break a record.
-    let mut peer = library_peer(at(p_ok), &Arc::default());
+    let mut peer = library_peer(at(p_ok));
     let (inner, _) = rsa_handshake(&mut peer, &load_key(ka));
     assert_eq!(inner.code, 250);
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<enc@sender.test>").code, 250);
