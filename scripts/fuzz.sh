@@ -8,7 +8,8 @@
 # hangs past the per-input timeout; the input that did it is saved as
 # fuzz/artifacts/<target>/crash-* (or oom-*, timeout-*, leak-*). Reproduce
 # one with:  fuzz/target/<host>/release/<target> fuzz/artifacts/<target>/<file>
-# and turn it into a regression test: copy it to tests/fuzz_regressions/<target>/.
+# and, once fixed, turn it into a regression test: copy it to
+# tests/fuzz_regressions/<target>/fixed-<what it did>.
 #
 # Works on the stable toolchain: cargo fuzz passes -Z flags (sanitizer,
 # coverage instrumentation) to rustc, which stable accepts under

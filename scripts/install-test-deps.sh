@@ -2,7 +2,8 @@
 # Install what the test suite needs on a fresh Debian machine: the real
 # servers the integration tests start (dnsmasq, openbsd-inetd), chromium for
 # the HTML report test,
-# a capture tool (tshark) and Python for the smtplib client.
+# a capture tool (tshark), Python for the smtplib client, and GNU time
+# (/usr/bin/time) for the peak-RSS checks in tests/hardening.rs.
 # Safe to run again; needs root (or sudo) for apt-get.
 set -eu
 
@@ -10,7 +11,7 @@ SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
 need=""
-for pkg in dnsmasq-base openbsd-inetd python3 tshark chromium fonts-liberation; do
+for pkg in dnsmasq-base openbsd-inetd python3 tshark chromium fonts-liberation time; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -1,15 +1,13 @@
-//! The DNS client against a real DNS server: dnsmasq from Debian's
-//! packages, run as a child on a free loopback port, answering from records
-//! given on its command line. A missing dnsmasq fails the tests rather than
-//! skipping them, so CI cannot pass without having run them.
+//! The DNS client against a real DNS server: dnsmasq (tests/support),
+//! answering from the records below.
+
+mod support;
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
+
+use support::Dnsmasq;
 
 use blackpony::dns::{
     build_query, parse_response, resolve_targets, DnsError, MxAnswer, Resolver, TYPE_MX,
@@ -18,17 +16,6 @@ use blackpony::dns::{
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// MX hosts of big.test: enough that the answer exceeds 512 bytes.
 const BIG_MX_COUNT: usize = 40;
-
-fn dnsmasq_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("dnsmasq"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("dnsmasq not found in PATH or /usr/sbin: run scripts/install-test-deps.sh")
-        })
-}
 
 /// The records every test server serves. Everything under .test that is
 /// not listed here is NXDOMAIN (`--local`).
@@ -70,83 +57,12 @@ fn records() -> Vec<String> {
     args
 }
 
-/// Waits until dnsmasq answers; fails if it exits (port taken) or is slow.
-fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
-    let resolver = Resolver::with_servers(vec![addr], Duration::from_millis(100)).with_attempts(1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited with {status}"));
-        }
-        if resolver.lookup_addrs("ready.test").is_ok() {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    Err("no answer within 10 s".into())
+fn start() -> Dnsmasq {
+    Dnsmasq::start(&records())
 }
 
-/// A running dnsmasq, killed and reaped when dropped.
-struct Dnsmasq {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Dnsmasq {
-    fn start() -> Dnsmasq {
-        let binary = dnsmasq_binary();
-        // The port is free when we look and could be taken before dnsmasq
-        // binds it (by a parallel test, say): then dnsmasq exits, and we
-        // try another.
-        let mut why = String::new();
-        for _ in 0..5 {
-            let port = UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("bind a UDP socket")
-                .port();
-            let mut child = Command::new(&binary)
-                .args([
-                    "--no-daemon",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--conf-file=/dev/null",
-                    "--log-facility=-",
-                ])
-                .arg(format!("--port={port}"))
-                .args(records())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            match wait_ready(&mut child, addr) {
-                Ok(()) => return Dnsmasq { child, addr },
-                Err(e) => why = e,
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            why = format!("{why}; dnsmasq said: {stderr}");
-        }
-        panic!("dnsmasq did not start: {why}");
-    }
-
-    fn resolver(&self) -> Resolver {
-        Resolver::with_servers(vec![self.addr], TIMEOUT)
-    }
+fn resolver(dns: &Dnsmasq) -> Resolver {
+    Resolver::with_servers(vec![dns.addr], TIMEOUT)
 }
 
 fn addrs(targets: &[blackpony::dns::Target]) -> Vec<(String, SocketAddr)> {
@@ -162,8 +78,8 @@ fn target(host: &str, addr: &str) -> (String, SocketAddr) {
 
 #[test]
 fn mx_hosts_in_preference_order_each_with_a_then_aaaa() {
-    let dns = Dnsmasq::start();
-    let targets = resolve_targets(&dns.resolver(), "order.test", 25).unwrap();
+    let dns = start();
+    let targets = resolve_targets(&resolver(&dns), "order.test", 25).unwrap();
     assert_eq!(
         addrs(&targets),
         [
@@ -177,8 +93,8 @@ fn mx_hosts_in_preference_order_each_with_a_then_aaaa() {
 
 #[test]
 fn equal_preferences_come_in_both_orders() {
-    let dns = Dnsmasq::start();
-    let resolver = dns.resolver();
+    let dns = start();
+    let resolver = resolver(&dns);
     let mut orders = HashSet::new();
     for _ in 0..40 {
         let MxAnswer::Hosts(hosts) = resolver.lookup_mx("equal.test").unwrap() else {
@@ -193,8 +109,8 @@ fn equal_preferences_come_in_both_orders() {
 
 #[test]
 fn domain_without_mx_is_its_own_mx() {
-    let dns = Dnsmasq::start();
-    let resolver = dns.resolver();
+    let dns = start();
+    let resolver = resolver(&dns);
     assert_eq!(resolver.lookup_mx("implicit.test").unwrap(), MxAnswer::NoMx);
     let targets = resolve_targets(&resolver, "implicit.test", 2525).unwrap();
     assert_eq!(
@@ -205,19 +121,19 @@ fn domain_without_mx_is_its_own_mx() {
 
 #[test]
 fn cname_is_followed() {
-    let dns = Dnsmasq::start();
+    let dns = start();
     assert_eq!(
-        dns.resolver().lookup_addrs("alias.test").unwrap(),
+        resolver(&dns).lookup_addrs("alias.test").unwrap(),
         ["192.0.2.50".parse::<IpAddr>().unwrap()]
     );
 }
 
 #[test]
 fn bracketed_host_skips_mx() {
-    let dns = Dnsmasq::start();
+    let dns = start();
     // order.test has MX records but no address of its own: with brackets
     // the MX must not be used.
-    let resolver = dns.resolver();
+    let resolver = resolver(&dns);
     let err = resolve_targets(&resolver, "[order.test]", 25).unwrap_err();
     assert!(matches!(err, DnsError::Temporary(_)), "{err:?}");
     let targets = resolve_targets(&resolver, "[mx20.order.test]", 25).unwrap();
@@ -229,8 +145,8 @@ fn bracketed_host_skips_mx() {
 
 #[test]
 fn null_mx_is_permanent() {
-    let dns = Dnsmasq::start();
-    let resolver = dns.resolver();
+    let dns = start();
+    let resolver = resolver(&dns);
     assert_eq!(resolver.lookup_mx("null.test").unwrap(), MxAnswer::NullMx);
     let err = resolve_targets(&resolver, "null.test", 25).unwrap_err();
     assert_eq!(err, DnsError::NullMx);
@@ -239,16 +155,16 @@ fn null_mx_is_permanent() {
 
 #[test]
 fn nxdomain_is_permanent() {
-    let dns = Dnsmasq::start();
-    let err = resolve_targets(&dns.resolver(), "no-such-domain.test", 25).unwrap_err();
+    let dns = start();
+    let err = resolve_targets(&resolver(&dns), "no-such-domain.test", 25).unwrap_err();
     assert_eq!(err, DnsError::NxDomain);
     assert!(err.is_permanent());
 }
 
 #[test]
 fn unresolvable_mx_host_is_skipped() {
-    let dns = Dnsmasq::start();
-    let resolver = dns.resolver();
+    let dns = start();
+    let resolver = resolver(&dns);
     let targets = resolve_targets(&resolver, "partial.test", 25).unwrap();
     assert_eq!(
         addrs(&targets),
@@ -262,7 +178,7 @@ fn unresolvable_mx_host_is_skipped() {
 
 #[test]
 fn truncated_udp_answer_is_asked_again_over_tcp() {
-    let dns = Dnsmasq::start();
+    let dns = start();
     // First show that dnsmasq really truncates this answer over UDP...
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -276,7 +192,7 @@ fn truncated_udp_answer_is_asked_again_over_tcp() {
     let udp = parse_response(&buf[..n], 7, "big.test", TYPE_MX).unwrap();
     assert!(udp.truncated, "dnsmasq did not set TC ({n} bytes)");
     // ...then that the resolver still gets every MX host, over TCP.
-    let MxAnswer::Hosts(hosts) = dns.resolver().lookup_mx("big.test").unwrap() else {
+    let MxAnswer::Hosts(hosts) = resolver(&dns).lookup_mx("big.test").unwrap() else {
         panic!("big.test has MX hosts");
     };
     assert_eq!(hosts.len(), BIG_MX_COUNT);
@@ -301,7 +217,7 @@ fn silent_nameserver_times_out_as_temporary() {
 
 #[test]
 fn silent_nameserver_is_passed_over_for_the_next() {
-    let dns = Dnsmasq::start();
+    let dns = start();
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let resolver = Resolver::with_servers(vec![silent.local_addr().unwrap(), dns.addr], TIMEOUT);
     let targets = resolve_targets(&resolver, "implicit.test", 25).unwrap();

@@ -4,72 +4,23 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 use support::*;
 
-/// Drive blackpony-mailer like sendmail: wait for the greeting, then one
-/// command at a time. Returns the replies' first lines.
-fn run_mailer(args: &[&str], dest: &str, body: &str) -> (Vec<String>, std::process::ExitStatus) {
-    let mut child = Command::new(bin("blackpony-mailer"))
-        .args(args)
-        .arg(dest)
-        .env_clear()
-        .env("AGENT", "sendmail")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut w = child.stdin.take().unwrap();
-    let mut r = BufReader::new(child.stdout.take().unwrap());
-    let mut replies = Vec::new();
-    let read_reply = |r: &mut BufReader<_>| -> String {
-        let mut first = String::new();
-        loop {
-            let mut l = String::new();
-            if r.read_line(&mut l).unwrap() == 0 {
-                return first;
-            }
-            if first.is_empty() {
-                first = l.trim_end().to_string();
-            }
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return first;
-            }
-        }
-    };
-    let greeting = read_reply(&mut r);
-    replies.push(greeting.clone());
-    if greeting.starts_with("220") {
-        for cmd in [
-            "EHLO sender.test",
-            "MAIL FROM:<alice@sender.test>",
-            "RCPT TO:<bob@receiver.test>",
-            "DATA",
-        ] {
-            writeln!(w, "{cmd}\r").unwrap();
-            let rep = read_reply(&mut r);
-            replies.push(rep.clone());
-            if !(rep.starts_with('2') || rep.starts_with('3')) {
-                break;
-            }
-        }
-        if replies.last().unwrap().starts_with("354") {
-            w.write_all(body.as_bytes()).unwrap();
-            w.write_all(b".\r\n").unwrap();
-            replies.push(read_reply(&mut r));
-        }
-    }
-    let _ = w.write_all(b"QUIT\r\n");
-    replies.push(read_reply(&mut r));
-    drop(w);
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-    assert!(err.is_empty(), "the mailer wrote to stderr: {err:?}");
-    (replies, status)
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Deliver `body` with blackpony-mailer driven as sendmail drives it.
+fn deliver(args: &[&str], body: &str) -> Run {
+    run_mailer(
+        &strings(args),
+        "[127.0.0.1]",
+        body.as_bytes(),
+        &Drive::default(),
+    )
 }
 
 #[test]
@@ -96,12 +47,9 @@ fn encrypted_delivery_through_both_binaries() {
         "--log",
         mlog.to_str().unwrap(),
     ];
-    let (replies, status) = run_mailer(&args, "[127.0.0.1]", body);
-    assert!(status.success(), "{replies:?}");
-    assert!(
-        replies.iter().any(|r| r.starts_with("250 2.0.0 accepted")),
-        "{replies:?}"
-    );
+    let run = deliver(&args, body);
+    assert!(run.status.success(), "{run:#?}");
+    assert_eq!(run.reply("."), Some("250 2.0.0 accepted\r\n"), "{run:#?}");
     let msgs = sink.wait_for(1);
     assert_eq!(msgs[0].data, body.as_bytes());
     assert_eq!(msgs[0].rcpt_to, vec!["<bob@receiver.test>".to_string()]);
@@ -129,8 +77,8 @@ fn plain_delivery_to_an_ordinary_server() {
         mlog.to_str().unwrap(),
     ];
     let body = "Subject: plain\r\n\r\nhello\r\n";
-    let (replies, status) = run_mailer(&args, "[127.0.0.1]", body);
-    assert!(status.success(), "{replies:?}");
+    let run = deliver(&args, body);
+    assert!(run.status.success() && run.delivered(), "{run:#?}");
     assert_eq!(sink.wait_for(1)[0].data, body.as_bytes());
     assert!(
         !known.exists()
@@ -214,13 +162,13 @@ fn pipe_mode_delivers_encrypted_and_maps_replies_to_exit_codes() {
         .contains("suite=X25519-CHACHA20POLY1305"));
 
     // A permanent refusal is EX_UNAVAILABLE (bounce), a temporary one EX_TEMPFAIL.
-    let perm = Sink::start_with(SinkBehaviour {
+    let perm = Sink::with(Script {
         rcpt_reply: Some("550 5.1.1 no such user".into()),
-        ..Default::default()
+        ..Script::default()
     });
-    let temp = Sink::start_with(SinkBehaviour {
+    let temp = Sink::with(Script {
         rcpt_reply: Some("451 4.3.0 try later".into()),
-        ..Default::default()
+        ..Script::default()
     });
     for (sink, want) in [(&perm, 69), (&temp, 75)] {
         let port = sink.addr.port().to_string();
@@ -277,8 +225,11 @@ fn suite_pairings_new_and_old() {
         ];
         args.extend_from_slice(mailer_extra);
         let body = format!("Subject: pairing {i}\r\n\r\nsecret {i}\r\n");
-        let (replies, status) = run_mailer(&args, "[127.0.0.1]", &body);
-        assert!(status.success(), "case {i}: {replies:?}");
+        let run = deliver(&args, &body);
+        assert!(
+            run.status.success() && run.delivered(),
+            "case {i}: {run:#?}"
+        );
         assert_eq!(sink.wait_for(1)[0].data, body.as_bytes(), "case {i}");
         let mailer_log = std::fs::read_to_string(&mlog).unwrap();
         assert!(

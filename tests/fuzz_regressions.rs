@@ -3,13 +3,14 @@
 //! corpora (fuzz/seeds/<target>/), so `cargo test` keeps them all fixed.
 //!
 //! Layout: tests/fuzz_regressions/<target>/<file>, one raw fuzz input per
-//! file. A file whose name starts with `bug-` reproduces a bug that is still
-//! open: it is replayed (strictly, without the fuzz targets' known-bug
-//! filter) only by the `#[ignore = "bug: ..."]` test named for it, and must
-//! panic there until the bug is fixed. Every other file must pass.
+//! file, every one replayed and required to pass. The four bugs found so far
+//! are fixed; their inputs are named `fixed-*` and each also has a test
+//! below naming the bug.
 //!
-//! To add a crash: copy fuzz/artifacts/<target>/crash-* here under
-//! <target>/, named after what it does.
+//! To add a crash: fix the bug, then copy fuzz/artifacts/<target>/crash-*
+//! here under <target>/, named `fixed-<what it did>`. An input whose bug is
+//! still open does not belong here (the replay would fail); keep it with
+//! the issue until the fix lands.
 //!
 //! `BLACKPONY_WRITE_SEEDS=1 cargo test --test fuzz_regressions write_seeds`
 //! rewrites fuzz/seeds/ (well-formed inputs the fuzzers start from).
@@ -33,12 +34,11 @@ fn target_fn(name: &str) -> common::Target {
         .1
 }
 
-/// (target, file) for every file under `dir/<target>/`.
+/// (target, file) for every file under `dir/<target>/`. A missing `dir` is
+/// an error, not an empty list: a replay of nothing would pass.
 fn inputs(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    let Ok(targets) = fs::read_dir(dir) else {
-        return out;
-    };
+    let targets = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for t in targets.flatten() {
         if !t.path().is_dir() {
             continue;
@@ -52,11 +52,6 @@ fn inputs(dir: &Path) -> Vec<(String, PathBuf)> {
     }
     out.sort();
     out
-}
-
-fn is_open_bug(p: &Path) -> bool {
-    p.file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("bug-"))
 }
 
 fn replay(target: &str, file: &Path) {
@@ -75,7 +70,15 @@ fn replay(target: &str, file: &Path) {
 #[test]
 fn saved_crashes_stay_fixed() {
     let all = inputs(&root().join("tests/fuzz_regressions"));
-    for (target, file) in all.iter().filter(|(_, f)| !is_open_bug(f)) {
+    // The six committed inputs of the four fixed bugs, at least.
+    assert!(all.len() >= 6, "inputs lost: {all:?}");
+    for (target, file) in &all {
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert!(
+            name.starts_with("fixed-"),
+            "{}: name a saved crash fixed-<what it did> (and fix it first)",
+            file.display()
+        );
         replay(target, file);
     }
 }
@@ -106,66 +109,61 @@ fn every_target_survives_trivial_inputs() {
     }
 }
 
-/// src/smtp/ehlo.rs `strip_keyword` rewrites byte 3 of every kept line to
-/// ' ' or '-'. On a line with no text after the code (`250\r\n`, which
+/// Fixed: src/smtp/ehlo.rs `strip_keyword` rewrote byte 3 of every kept line
+/// to ' ' or '-'. On a line with no text after the code (`250\r\n`, which
 /// `read_reply` accepts) byte 3 is the CR, or for `250\n` the LF: the reply
 /// reaching the client (inbound) or sendmail (outbound, from an untrusted
-/// remote MX) gets a bare LF, or an unterminated last line that swallows the
-/// next reply. Fix: only overwrite byte 3 when it is ' ' or '-'; otherwise
-/// insert '-' for a non-last line and leave a last line as it is.
+/// remote MX) got a bare LF, or an unterminated last line that swallowed the
+/// next reply. It now only overwrites byte 3 when it is ' ' or '-'.
 #[test]
 fn strip_keyword_keeps_line_endings_of_bare_code_lines() {
     let dir = root().join("tests/fuzz_regressions/ehlo");
-    for name in ["bug-strip-bare-code-lf", "bug-strip-bare-code-crlf"] {
+    for name in ["fixed-strip-bare-code-lf", "fixed-strip-bare-code-crlf"] {
         let data = fs::read(dir.join(name)).unwrap();
-        common::ehlo_keyword_checked(&data, false);
+        common::ehlo_keyword(&data);
     }
 }
 
-/// src/smtp/ehlo.rs `add_keyword` (called by inbound.rs on every plain EHLO
-/// reply) appends a line even when the MTA's reply already has
+/// Fixed: src/smtp/ehlo.rs `add_keyword` (called by inbound on every plain
+/// EHLO reply) appended a line even when the MTA's reply already had
 /// MAX_REPLY_LINES (100) lines; `read_reply` refuses a 101-line reply, so
-/// blackpony-mailer (and this crate's own parser) fails every session with
-/// that server. Fix: in inbound, do not offer the keyword (or replace the
-/// last capability line) when the reply is at the limit; or make
-/// `add_keyword` return whether it added and leave such replies alone.
+/// blackpony-mailer failed every session with that server. A reply at the
+/// limit is now left alone.
 #[test]
 fn add_keyword_respects_the_reply_line_limit() {
     let dir = root().join("tests/fuzz_regressions/ehlo");
     for name in [
-        "bug-add-keyword-101-lines",
-        "bug-add-keyword-101-lines-fuzzed",
+        "fixed-add-keyword-101-lines",
+        "fixed-add-keyword-101-lines-fuzzed",
     ] {
         let data = fs::read(dir.join(name)).unwrap();
-        common::ehlo_keyword_checked(&data, false);
+        common::ehlo_keyword(&data);
     }
 }
 
-/// src/peers.rs `normalize_host` strips one trailing dot per parse, so a
-/// hand-written pin for `mx.example.org..` is rewritten as
+/// Fixed: src/peers.rs `normalize_host` stripped one trailing dot per
+/// parse, so a hand-written pin for `mx.example.org..` was rewritten as
 /// `mx.example.org.` and read back as `mx.example.org` (peers::fuzz_parse
 /// asserts the round trip). DNS names never end in `..` (dns.rs escapes a
-/// dot inside a label), so only an edited file hits it. Fix: in
-/// `normalize_host`, refuse a host that still ends with '.' after the one
-/// trailing dot is stripped (or that contains an empty label).
+/// dot inside a label), so only an edited file hit it. A host that still
+/// ends with '.' after the one trailing dot is stripped is now refused.
 #[test]
 fn known_peers_host_with_trailing_dots_round_trips() {
-    let data =
-        fs::read(root().join("tests/fuzz_regressions/known_peers/bug-host-trailing-dots")).unwrap();
+    let data = fs::read(root().join("tests/fuzz_regressions/known_peers/fixed-host-trailing-dots"))
+        .unwrap();
     blackpony::peers::fuzz_parse(&data);
 }
 
-/// src/policy.rs: `parse_key` accepts a bracketed host ending in two dots
-/// (`[mx.example.net..]`); `normalize` strips one, so the entry is stored as
-/// `[mx.example.net.]`, and every lookup strips that dot as well: the entry
-/// never matches, and a `require` written that way silently becomes the
-/// default policy. policy::fuzz_parse asserts that every entry finds itself.
-/// Fix: in `parse_key`, refuse a bracketed host whose inner part still ends
-/// with '.' after normalization (or has an empty label), like plain names.
+/// Fixed: src/policy.rs `parse_key` accepted a bracketed host ending in two
+/// dots (`[mx.example.net..]`); `normalize` strips one, so the entry was
+/// stored as `[mx.example.net.]`, and every lookup strips that dot as well:
+/// the entry never matched, and a `require` written that way silently
+/// became the default policy. policy::fuzz_parse asserts that every entry
+/// finds itself; such a bracketed host is now refused, like plain names.
 #[test]
 fn policy_entry_with_trailing_dots_in_brackets_matches_itself() {
     let data =
-        fs::read(root().join("tests/fuzz_regressions/policy/bug-bracket-trailing-dots")).unwrap();
+        fs::read(root().join("tests/fuzz_regressions/policy/fixed-bracket-trailing-dots")).unwrap();
     blackpony::policy::fuzz_parse(&data);
     blackpony::policy::fuzz_parse(b"[mx.example.net..] require\n");
 }

@@ -823,7 +823,7 @@ fn message_read_of_truncated_message_is_an_error() {
 }
 
 #[test]
-#[should_panic]
+#[should_panic(expected = "MAX_HANDSHAKE_MESSAGE")]
 fn message_frame_refuses_oversize_body() {
     let _ = message::frame(CLIENT_KEY, &vec![0u8; MAX_HANDSHAKE_MESSAGE + 1]);
 }

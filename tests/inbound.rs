@@ -6,13 +6,10 @@
 
 mod support;
 
-use std::io::{self, BufRead, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,19 +25,6 @@ use support::*;
 const READ_TIMEOUT: Duration = Duration::from_secs(8);
 
 // ------------------------------------------------------------------ helpers
-
-/// ROT13 written here, independently of the library, so the tests check the
-/// wire format itself: ASCII letters rotated, every other byte unchanged.
-fn rot13(bytes: &[u8]) -> Vec<u8> {
-    bytes
-        .iter()
-        .map(|&b| match b {
-            b'a'..=b'z' => (b - b'a' + 13) % 26 + b'a',
-            b'A'..=b'Z' => (b - b'A' + 13) % 26 + b'A',
-            _ => b,
-        })
-        .collect()
-}
 
 fn rot13s(s: &str) -> String {
     String::from_utf8(rot13(s.as_bytes())).unwrap()
@@ -142,10 +126,6 @@ fn session_lines(log: &Path, n: usize) -> Vec<String> {
     lines
 }
 
-fn sink_commands(sink: &Sink) -> Vec<String> {
-    sink.log.lock().unwrap().commands.clone()
-}
-
 /// A key path that does not exist: RSA-BLOWFISH is then not offered.
 fn no_key(dir: &Path) -> String {
     dir.join("absent.key").to_str().unwrap().to_string()
@@ -178,24 +158,12 @@ fn assert_only_smtp_replies(bytes: &[u8]) {
     }
 }
 
-/// inetd's part played by the test: accept a connection and start
-/// `blackpony` with the accepted socket as its stdin and stdout.
-fn launch_on_socket(backend: SocketAddr, extra: &[&str], log: &Path) -> (Client, Child) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let c = connect(l.local_addr().unwrap());
-    let (s, _) = l.accept().unwrap();
-    let child = Command::new(bin("blackpony"))
-        .args(["--backend", &backend.to_string(), "--log"])
-        .arg(log)
-        .args(extra)
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::from(OwnedFd::from(s.try_clone().unwrap())))
-        .stdout(Stdio::from(OwnedFd::from(s)))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The Command (and with it our copies of the socket) is gone here.
-    (c, child)
+/// inetd's part played by the test (support's launch_on_socket), with
+/// this file's read timeout on the client's side.
+fn on_socket(backend: SocketAddr, extra: &[&str], log: Option<&Path>) -> (Client, Child) {
+    let (c, child) = launch_on_socket(backend, extra, log, None);
+    c.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    (Client::on(c), child)
 }
 
 /// Wait (bounded) for a launched child; returns its exit code and stderr.
@@ -222,88 +190,12 @@ fn finish(mut child: Child) -> (Option<i32>, String) {
     (status.code(), err)
 }
 
-/// A TCP relay that records what passes each way, for one connection.
-struct Capture {
-    addr: SocketAddr,
-    /// Client to blackpony.
-    up: Arc<Mutex<Vec<u8>>>,
-    /// Blackpony to client.
-    down: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Capture {
-    fn start(target: SocketAddr) -> Capture {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let up: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let down: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let (up2, down2) = (Arc::clone(&up), Arc::clone(&down));
-        thread::spawn(move || {
-            let (c, _) = l.accept().unwrap();
-            let s = TcpStream::connect(target).unwrap();
-            let (c2, s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
-            thread::spawn(move || forward(c2, s2, &up2));
-            forward(s, c, &down2);
-        });
-        Capture { addr, up, down }
-    }
-}
-
-fn forward(mut from: TcpStream, mut to: TcpStream, record: &Mutex<Vec<u8>>) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                let _ = to.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(n) => {
-                // Recorded before it is forwarded: whatever blackpony saw is here.
-                record.lock().unwrap().extend_from_slice(&buf[..n]);
-                if to.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// A socket writer that, once armed, flips one byte in the middle of the next
-/// write: with the record layer on top, one byte of one record.
-struct Tamper {
-    inner: TcpStream,
-    armed: Arc<AtomicBool>,
-}
-
-impl Write for Tamper {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() > 8 && self.armed.swap(false, Ordering::SeqCst) {
-            let mut forged = buf.to_vec();
-            let i = forged.len() / 2;
-            forged[i] ^= 0x20;
-            self.inner.write_all(&forged)?;
-            return Ok(buf.len());
-        }
-        self.inner.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl blackpony::channel::Sink for Tamper {}
-
-/// A library-built client connection: a `Peer` over a socket (whose writes
-/// can be tampered with once `armed` is set).
-fn library_peer(addr: SocketAddr, armed: &Arc<AtomicBool>) -> Peer {
+/// A library-built client connection: a `Peer` over a socket.
+fn library_peer(addr: SocketAddr) -> Peer {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     let reader: BoxRead = Box::new(s.try_clone().unwrap());
-    let writer: BoxSink = Box::new(Tamper {
-        inner: s,
-        armed: Arc::clone(armed),
-    });
+    let writer: BoxSink = Box::new(s);
     Peer::new(reader, writer, "server")
 }
 
@@ -318,9 +210,14 @@ fn keyed_handshake(peer: &mut Peer, key: &HostKey, suite: SuiteId) -> (Reply, Op
     peer.send(b"EHLO outer.test\r\n").unwrap();
     let reply = peer.read_reply().unwrap();
     let offered = ehlo::offered_suites(&reply).expect("XBLACKPONY offered");
+    let side = blackpony::switch::ClientSide {
+        key: Some(key),
+        identity: None,
+        cached: None,
+    };
+    let inner = b"EHLO inner.test\r\n";
     let (reply, on) =
-        blackpony::switch::request(peer, Some(key), suite, &offered, b"EHLO inner.test\r\n")
-            .unwrap();
+        blackpony::switch::request(peer, &side, suite, &offered, inner, &mut |_| Ok(())).unwrap();
     (reply, on.peer_fingerprint)
 }
 
@@ -457,9 +354,9 @@ fn ehlo_gets_one_keyword_line_helo_and_errors_none() {
     assert_eq!(head, &with_keyword(&direct, "X")[..head.len()]);
 
     // An EHLO error passes unchanged, without the keyword.
-    let old = Sink::start_with(SinkBehaviour {
-        no_ehlo: true,
-        ..Default::default()
+    let old = Sink::with(Script {
+        ehlo: None,
+        ..Script::default()
     });
     let (_d2, addr2) = start_inbound(
         old.addr,
@@ -484,9 +381,11 @@ fn ehlo_gets_one_keyword_line_helo_and_errors_none() {
 fn mta_offered_keyword_never_reaches_the_client() {
     // The MTA itself offers XBLACKPONY (say, another blackpony behind this one).
     let dir = scratch("inb-mtakw");
-    let sink = Sink::start_with(SinkBehaviour {
-        extra_ehlo: vec!["XBLACKPONY ROT7".into()],
-        ..Default::default()
+    let mut lines = vec!["XBLACKPONY ROT7".to_string()];
+    lines.extend(EHLO_LINES.iter().map(|s| s.to_string()));
+    let sink = Sink::with(Script {
+        ehlo: Some(lines),
+        ..Script::default()
     });
     let (_d, addr) = start_inbound(
         sink.addr,
@@ -574,9 +473,7 @@ fn rot13_session_on_a_raw_socket() {
     assert_eq!(m[0].helo, "inner.test");
     assert_eq!(m[0].mail_from, "<alice@sender.test>");
     assert!(
-        sink_commands(&sink)
-            .iter()
-            .all(|l| !l.contains("XBLACKPONY")),
+        sink.commands().iter().all(|l| !l.contains("XBLACKPONY")),
         "XBLACKPONY is never forwarded"
     );
     let lines = session_lines(&log, 1);
@@ -645,9 +542,9 @@ fn keyed_session_shows_nothing_in_clear(suite: SuiteId, name: &str) {
         &["--suites", &suite.to_string(), "--key", key_arg(kb)],
         &log,
     );
-    let cap = Capture::start(addr);
+    let cap = Relay::start(addr);
     let client_key = load_key(ka);
-    let mut peer = library_peer(cap.addr, &Arc::default());
+    let mut peer = library_peer(cap.addr);
     let (inner, server_fp) = keyed_handshake(&mut peer, &client_key, suite);
     assert_eq!(inner.code, 250);
     assert_eq!(server_fp, Some(load_key(kb).fingerprint()));
@@ -676,8 +573,7 @@ fn keyed_session_shows_nothing_in_clear(suite: SuiteId, name: &str) {
     assert_eq!(m[0].helo, "inner.test");
     assert_eq!(m[0].mail_from, "<alice@secret-sender.test>");
 
-    let up = cap.up.lock().unwrap().clone();
-    let down = cap.down.lock().unwrap().clone();
+    let Capture { up, down } = cap.captures().pop().unwrap();
     let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
     // The capture is real: the plain part is readable.
     assert!(find(&up, b"EHLO outer.test\r\n").is_some());
@@ -746,7 +642,7 @@ fn large_encrypted_message_crosses_the_rekey_limit_intact() {
         &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
         &dir.join("log"),
     );
-    let mut peer = library_peer(addr, &Arc::default());
+    let mut peer = library_peer(addr);
     rsa_handshake(&mut peer, &load_key(ka));
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<big@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
@@ -871,9 +767,7 @@ fn contract_errors_leave_the_plain_session_usable() {
     check(&mut c, "badhello", &mut delivered);
 
     assert!(
-        sink_commands(&sink)
-            .iter()
-            .all(|l| !l.contains("XBLACKPONY")),
+        sink.commands().iter().all(|l| !l.contains("XBLACKPONY")),
         "XBLACKPONY is answered by blackpony, never forwarded"
     );
 }
@@ -912,7 +806,7 @@ fn contract_errors_inside_the_channel() {
     assert_eq!(rot_cmd(&mut c, "QUIT").0, 221);
     let m = sink.wait_for(1);
     assert_eq!(m[0].data, b"Subject: in\r\n\r\nstill usable\r\n");
-    let cmds = sink_commands(&sink);
+    let cmds = sink.commands();
     assert!(
         !cmds.iter().any(|l| l.contains("early@")),
         "a refused MAIL is not forwarded: {cmds:?}"
@@ -937,24 +831,11 @@ fn backend_down_gets_421_and_close() {
 #[test]
 fn backend_dying_mid_session_gets_421_and_close() {
     // An MTA that greets, answers EHLO, then dies at the next command.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend = l.local_addr().unwrap();
-    thread::spawn(move || {
-        // One thread per connection: start_inbound's readiness probe is a
-        // connection too, and must not hold up the session under test.
-        for s in l.incoming().flatten() {
-            thread::spawn(move || {
-                let mut w = s.try_clone().unwrap();
-                let mut r = io::BufReader::new(s);
-                let _ = w.write_all(b"220 dying.test\r\n");
-                let mut line = String::new();
-                let _ = r.read_line(&mut line);
-                let _ = w.write_all(b"250 dying.test\r\n");
-                line.clear();
-                let _ = r.read_line(&mut line);
-            });
-        }
-    });
+    let backend = Smtpd::with(Script {
+        die_at_command: Some(2),
+        ..Script::default()
+    })
+    .addr;
     let dir = scratch("inb-dies");
     let (_d, addr) = start_inbound(backend, &["--key", &no_key(&dir)], &dir.join("log"));
     let mut c = greeted(addr, true);
@@ -995,7 +876,7 @@ fn encrypted_client_cut_mid_data_delivers_nothing() {
         &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
         &dir.join("log"),
     );
-    let mut peer = library_peer(addr, &Arc::default());
+    let mut peer = library_peer(addr);
     rsa_handshake(&mut peer, &load_key(ka));
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<a@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
@@ -1019,16 +900,17 @@ fn forged_record_closes_without_delivery() {
         &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
         &log,
     );
-    let armed = Arc::new(AtomicBool::new(false));
-    let mut peer = library_peer(addr, &armed);
+    // Client records after the handshake: 0 the inner EHLO, 1 MAIL, 2 RCPT,
+    // 3 DATA, 4 the message: that one is altered on the way.
+    let relay = Relay::with(addr, Tamper::Record(Attack::FlipBit, 4));
+    let mut peer = library_peer(relay.addr);
     rsa_handshake(&mut peer, &load_key(ka));
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<a@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "DATA").code, 354);
-    armed.store(true, Ordering::SeqCst);
     peer.send(b"Subject: forged\r\n\r\nthis record is altered on the way\r\n.\r\n")
         .unwrap();
-    assert!(!armed.load(Ordering::SeqCst), "a record was tampered with");
+    // The record is in flight; the relay flips it before the server reads it.
     let t = Instant::now();
     match peer.read_reply() {
         Ok(r) => panic!("a reply to a forged record: {}", r.summary()),
@@ -1038,6 +920,7 @@ fn forged_record_closes_without_delivery() {
             t.elapsed()
         ),
     }
+    assert!(relay.records().tampered, "no record was tampered with");
     wait_until("the sink to see the cut", Duration::from_secs(5), || {
         sink.log.lock().unwrap().partial == 1
     });
@@ -1056,7 +939,7 @@ fn injection_attempt(c: &mut Client, sink: &Sink, switch: &str) {
         String::from_utf8_lossy(&rest)
     );
     thread::sleep(Duration::from_millis(200));
-    let cmds = sink_commands(sink);
+    let cmds = sink.commands();
     assert!(
         !cmds
             .iter()
@@ -1106,8 +989,11 @@ fn injection_on_a_socket_from_the_launcher() {
     let dir = scratch("inb-inject-inetd");
     let sink = Sink::start();
     let log = dir.join("log");
-    let (mut c, child) =
-        launch_on_socket(sink.addr, &["--key", &no_key(&dir), "--allow-rot"], &log);
+    let (mut c, child) = on_socket(
+        sink.addr,
+        &["--key", &no_key(&dir), "--allow-rot"],
+        Some(&log),
+    );
     assert_eq!(c.reply().0, 220);
     assert_eq!(c.cmd("EHLO client.test").0, 250);
     injection_attempt(&mut c, &sink, "XBLACKPONY ROT13");
@@ -1127,7 +1013,7 @@ fn overlong_line_gets_500_and_close() {
     assert!(text.starts_with("500 5.5.2 "), "{text}");
     assert_closed_soon(&mut c);
     assert!(
-        !sink_commands(&sink).iter().any(|l| l.starts_with("AAAA")),
+        !sink.commands().iter().any(|l| l.starts_with("AAAA")),
         "the overlong line was forwarded"
     );
 }
@@ -1158,15 +1044,11 @@ fn silent_client_times_out_with_421() {
 #[test]
 fn silent_backend_gets_421() {
     // An MTA that accepts the connection and never greets.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend = l.local_addr().unwrap();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let held2 = Arc::clone(&held);
-    thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            held2.lock().unwrap().push(s);
-        }
-    });
+    let backend = Smtpd::with(Script {
+        silent: true,
+        ..Script::default()
+    })
+    .addr;
     let dir = scratch("inb-silent-backend");
     let (_d, addr) = start_inbound(
         backend,
@@ -1222,7 +1104,7 @@ fn client_cut_mid_bdat_chunk_delivers_nothing() {
     thread::sleep(Duration::from_millis(100));
     drop(c);
     wait_until("the sink to see the BDAT", Duration::from_secs(5), || {
-        sink_commands(&sink).iter().any(|l| l.starts_with("BDAT"))
+        sink.commands().iter().any(|l| l.starts_with("BDAT"))
     });
     thread::sleep(Duration::from_millis(300));
     assert!(sink.messages().is_empty());
@@ -1230,72 +1112,14 @@ fn client_cut_mid_bdat_chunk_delivers_nothing() {
 
 /// An MTA that reads a PROXY header if one comes, answers XCLIENT like
 /// Postfix, and records what it got.
-#[derive(Default)]
-struct AddrLog {
-    header: Vec<u8>,
-    commands: Vec<String>,
-    peer: Option<SocketAddr>,
-}
-
-fn address_backend() -> (SocketAddr, Arc<Mutex<Vec<AddrLog>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let logs: Arc<Mutex<Vec<AddrLog>>> = Arc::default();
-    let logs2 = Arc::clone(&logs);
-    thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let logs = Arc::clone(&logs2);
-            thread::spawn(move || {
-                let mut log = AddrLog::default();
-                let _ = serve_address_conn(s, &mut log);
-                logs.lock().unwrap().push(log);
-            });
-        }
-    });
-    (addr, logs)
-}
-
-fn serve_address_conn(s: TcpStream, log: &mut AddrLog) -> io::Result<()> {
-    log.peer = s.peer_addr().ok();
-    // A PROXY header comes at once, before our greeting; without one the
-    // client waits for us.
-    s.set_read_timeout(Some(Duration::from_millis(300)))?;
-    let mut first = [0u8; 16];
-    let n = s.peek(&mut first).unwrap_or(0);
-    s.set_read_timeout(Some(READ_TIMEOUT))?;
-    let mut w = s.try_clone()?;
-    let mut r = io::BufReader::new(s);
-    if n >= 6 && &first[..6] == b"PROXY " {
-        r.read_until(b'\n', &mut log.header)?;
-    } else if n >= 4 && &first[..4] == b"\r\n\r\n" {
-        let mut fixed = [0u8; 16];
-        r.read_exact(&mut fixed)?;
-        let len = u16::from_be_bytes([fixed[14], fixed[15]]) as usize;
-        let mut rest = vec![0u8; len];
-        r.read_exact(&mut rest)?;
-        log.header.extend_from_slice(&fixed);
-        log.header.extend_from_slice(&rest);
-    }
-    w.write_all(b"220 addr.test ESMTP\r\n")?;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let line = line.trim_end().to_string();
-        log.commands.push(line.clone());
-        let up = line.to_ascii_uppercase();
-        let rep: &[u8] = if up.starts_with("EHLO") {
-            b"250-addr.test\r\n250 XCLIENT ADDR PORT\r\n"
-        } else if up.starts_with("XCLIENT") {
-            b"220 addr.test ESMTP after XCLIENT\r\n"
-        } else if up == "QUIT" {
-            return w.write_all(b"221 2.0.0 bye\r\n");
-        } else {
-            b"250 2.0.0 ok\r\n"
-        };
-        w.write_all(rep)?;
-    }
+fn address_backend() -> Smtpd {
+    Smtpd::with(Script {
+        greeting: "220 addr.test ESMTP".into(),
+        ehlo: Some(vec!["XCLIENT ADDR PORT".into()]),
+        xclient: Some("220 addr.test ESMTP after XCLIENT".into()),
+        proxy_header: true,
+        ..Script::default()
+    })
 }
 
 #[test]
@@ -1303,10 +1127,10 @@ fn client_address_reaches_the_backend() {
     let dir = scratch("inb-addr");
     let nokey = no_key(&dir);
     let session = |extra: &[&str], name: &str| {
-        let (backend, log) = address_backend();
+        let backend = address_backend();
         let mut args = vec!["--key", nokey.as_str()];
         args.extend_from_slice(extra);
-        let (d, addr) = start_inbound(backend, &args, &dir.join(name));
+        let (d, addr) = start_inbound(backend.addr, &args, &dir.join(name));
         let mut c = connect(addr);
         let client = c.w.local_addr().unwrap();
         let greeting = c.reply().1;
@@ -1314,14 +1138,17 @@ fn client_address_reaches_the_backend() {
         assert_eq!(c.cmd("QUIT").0, 221);
         drop(c);
         // Our connection is the one that said NOOP (start_inbound's readiness
-        // probe made one too).
+        // probe made one too), once it has ended.
         let mut ours = None;
         wait_until("the backend's record", Duration::from_secs(5), || {
-            let mut logs = log.lock().unwrap();
-            let i = logs
-                .iter()
-                .position(|l| l.commands.iter().any(|c| c == "NOOP"));
-            ours = i.map(|i| logs.remove(i));
+            ours = backend
+                .conns()
+                .into_iter()
+                // Complete: the conversation ended with QUIT.
+                .find(|l| {
+                    l.commands.iter().any(|c| c == "NOOP")
+                        && l.commands.last().is_some_and(|c| c == "QUIT")
+                });
             ours.is_some()
         });
         drop(d);
@@ -1371,11 +1198,11 @@ fn client_address_reaches_the_backend() {
     );
 
     // Under inetd (the socket on stdin): the address comes from that socket.
-    let (backend, logs) = address_backend();
-    let (mut c, child) = launch_on_socket(
-        backend,
+    let backend = address_backend();
+    let (mut c, child) = on_socket(
+        backend.addr,
         &["--key", &nokey, "--proxy-protocol", "v1"],
-        &dir.join("inetd.log"),
+        Some(&dir.join("inetd.log")),
     );
     let client = c.w.local_addr().unwrap();
     let server = c.w.peer_addr().unwrap();
@@ -1384,10 +1211,10 @@ fn client_address_reaches_the_backend() {
     drop(c);
     assert_eq!(finish(child).1, "");
     wait_until("the backend's record", Duration::from_secs(5), || {
-        !logs.lock().unwrap().is_empty()
+        backend.connections() > 0
     });
     assert_eq!(
-        String::from_utf8_lossy(&logs.lock().unwrap()[0].header),
+        String::from_utf8_lossy(&backend.conns()[0].header),
         format!(
             "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\n",
             client.port(),
@@ -1399,21 +1226,11 @@ fn client_address_reaches_the_backend() {
 #[test]
 fn backend_overlong_reply_line_gets_421() {
     // A broken MTA: one EHLO capability line of 5000 bytes.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend = l.local_addr().unwrap();
-    thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let mut w = s.try_clone().unwrap();
-            let mut r = io::BufReader::new(s);
-            let _ = w.write_all(b"220 broken.test\r\n");
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let huge = format!("250-broken.test\r\n250-X{}\r\n250 OK\r\n", "Y".repeat(5000));
-            let _ = w.write_all(huge.as_bytes());
-            line.clear();
-            let _ = r.read_line(&mut line);
-        }
-    });
+    let backend = Smtpd::with(Script {
+        ehlo: Some(vec![format!("X{}", "Y".repeat(5000)), "OK".into()]),
+        ..Script::default()
+    })
+    .addr;
     let dir = scratch("inb-backend-long");
     let (_d, addr) = start_inbound(backend, &["--key", &no_key(&dir)], &dir.join("log"));
     let mut c = greeted(addr, false);
@@ -1439,7 +1256,7 @@ fn bare_lf_smuggling_in_data() {
     assert_eq!(c.cmd(&format!("{smuggle}.")).0, 250);
     assert_eq!(c.cmd("QUIT").0, 221);
     assert_eq!(sink.wait_for(1)[0].data, smuggle.as_bytes());
-    assert!(!sink_commands(&sink).iter().any(|l| l.contains("evil")));
+    assert!(!sink.commands().iter().any(|l| l.contains("evil")));
 
     // --forbid-bare-newline: refused with 421 4.5.2, nothing delivered.
     let sink = Sink::start();
@@ -1461,7 +1278,7 @@ fn bare_lf_smuggling_in_data() {
         sink.log.lock().unwrap().partial == 1
     });
     assert!(sink.messages().is_empty());
-    assert!(!sink_commands(&sink).iter().any(|l| l.contains("evil")));
+    assert!(!sink.commands().iter().any(|l| l.contains("evil")));
 }
 
 #[test]
@@ -1471,17 +1288,7 @@ fn no_keyword_without_a_suite_and_no_log_output_on_the_socket() {
     let dir = scratch("inb-nooffer");
     let sink = Sink::start();
     let direct = sink_ehlo(sink.addr);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut c = connect(l.local_addr().unwrap());
-    let (s, _) = l.accept().unwrap();
-    let child = Command::new(bin("blackpony"))
-        .args(["--backend", &sink.addr.to_string(), "--key", &no_key(&dir)])
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::from(OwnedFd::from(s.try_clone().unwrap())))
-        .stdout(Stdio::from(OwnedFd::from(s)))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut c, child) = on_socket(sink.addr, &["--key", &no_key(&dir)], None);
     let mut seen = c.reply().1;
     let (code, text) = c.cmd("EHLO client.test");
     assert_eq!((code, text.as_str()), (250, direct.as_str()));
@@ -1503,47 +1310,12 @@ fn no_keyword_without_a_suite_and_no_log_output_on_the_socket() {
 
 /// An MTA that offers STARTTLS, answers it with 220 and then echoes bytes.
 fn starttls_echo_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            thread::spawn(move || {
-                let mut w = s.try_clone().unwrap();
-                let mut r = io::BufReader::new(s);
-                w.write_all(b"220 tls.test ESMTP\r\n").unwrap();
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    match line.trim_end().to_ascii_uppercase().as_str() {
-                        l if l.starts_with("EHLO") => {
-                            w.write_all(b"250-tls.test\r\n250 STARTTLS\r\n").unwrap()
-                        }
-                        "STARTTLS" => {
-                            w.write_all(b"220 2.0.0 Ready to start TLS\r\n").unwrap();
-                            break;
-                        }
-                        _ => w.write_all(b"500 5.5.1 what\r\n").unwrap(),
-                    }
-                }
-                // Byte pipe: echo until the client ends its side.
-                let mut buf = [0u8; 8192];
-                loop {
-                    match r.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if w.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = w.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    addr
+    Smtpd::with(Script {
+        ehlo: Some(vec!["STARTTLS".into()]),
+        starttls: Starttls::Echo,
+        ..Script::default()
+    })
+    .addr
 }
 
 #[test]
@@ -1561,7 +1333,7 @@ fn starttls_turns_the_proxy_into_a_byte_pipe() {
     let (_, text) = c.cmd("EHLO client.test");
     assert_eq!(
         text,
-        "250-tls.test\r\n250-STARTTLS\r\n250 XBLACKPONY RSA-BLOWFISH\r\n"
+        "250-sink.test hello\r\n250-STARTTLS\r\n250 XBLACKPONY RSA-BLOWFISH\r\n"
     );
     assert_eq!(
         c.cmd("STARTTLS"),
@@ -1615,7 +1387,7 @@ fn pipelining_and_bdat_pass_through() {
     c.send("BDAT 13 LAST\r\na\r\n.\r\nRSET\r\nb");
     assert_eq!(c.reply().0, 250);
     assert_eq!(sink.wait_for(2)[1].data, b"a\r\n.\r\nRSET\r\nb");
-    assert!(!sink_commands(&sink).contains(&"RSET".to_string()));
+    assert!(!sink.commands().contains(&"RSET".to_string()));
     assert_eq!(c.cmd("QUIT").0, 221);
 }
 
@@ -1696,10 +1468,10 @@ fn socket_on_stdin_like_inetd() {
     let dir = scratch("inb-stdin-sock");
     let sink = Sink::start();
     let log = dir.join("log");
-    let (mut c, child) = launch_on_socket(
+    let (mut c, child) = on_socket(
         sink.addr,
         &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &log,
+        Some(&log),
     );
     let client_port = c.w.local_addr().unwrap().port();
     let mut seen = c.reply().1.into_bytes();
@@ -1842,7 +1614,7 @@ fn under_openbsd_inetd_at_trace_level_only_smtp_reaches_the_client() {
     );
 
     // An RSA-BLOWFISH session: a stray byte on the socket would break a record.
-    let mut peer = library_peer(at(p_ok), &Arc::default());
+    let mut peer = library_peer(at(p_ok));
     let (inner, _) = rsa_handshake(&mut peer, &load_key(ka));
     assert_eq!(inner.code, 250);
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<enc@sender.test>").code, 250);

@@ -182,7 +182,7 @@ fn log_line_reports_what_became_of_the_message() {
             "554 5.6.0 content rejected",
         ),
     ] {
-        let smtpd = Smtpd::start(Script {
+        let smtpd = Smtpd::with(Script {
             dot_reply: dot.map(str::to_string),
             ..Script::default()
         });
@@ -205,10 +205,17 @@ fn log_line_reports_what_became_of_the_message() {
 #[test]
 fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
     let dir = scratch("outb-unknown-suite");
-    let sink = Sink::start_with(SinkBehaviour {
-        extra_ehlo: vec!["XBLACKPONY FOO".into()],
-        ..Default::default()
-    });
+    let script = Script {
+        ehlo: Some(
+            [&["XBLACKPONY FOO"][..], &EHLO_LINES]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        ..Script::default()
+    };
+    let sink = Sink::with(script);
     let run = run_mailer(
         &args(&dir, sink.addr.port(), &[]),
         "[127.0.0.1]",
@@ -218,7 +225,7 @@ fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(run.reply("EHLO"), Some(SINK_EHLO));
     assert_eq!(sink.wait_for(1)[0].data, SHORT_BODY);
-    let cmds = sink.log.lock().unwrap().commands.clone();
+    let cmds = sink.commands();
     assert!(!cmds.iter().any(|c| c.contains("XBLACKPONY")), "{cmds:?}");
     assert!(mailer_log(&dir).contains("XBLACKPONY FOO"));
 
@@ -230,7 +237,7 @@ fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
         ehlo: Some(vec!["PIPELINING".into(), "XBLACKPONY ROT13".into()]),
         ..Script::default()
     };
-    let smtpd = Smtpd::start(script);
+    let smtpd = Smtpd::with(script);
     let run = run_mailer(
         &args(&dir, smtpd.addr.port(), &[]),
         "[127.0.0.1]",
@@ -244,7 +251,7 @@ fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
     );
     assert_eq!(
         run.reply("EHLO"),
-        Some("250-smtpd.test hello\r\n250 PIPELINING\r\n")
+        Some("250-sink.test hello\r\n250 PIPELINING\r\n")
     );
     assert_eq!(smtpd.messages().len(), 1);
     assert!(!smtpd.commands().iter().any(|c| c.contains("XBLACKPONY")));
@@ -253,9 +260,9 @@ fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
 #[test]
 fn helo_only_server_gets_its_mail() {
     let dir = scratch("outb-helo");
-    let sink = Sink::start_with(SinkBehaviour {
-        no_ehlo: true,
-        ..Default::default()
+    let sink = Sink::with(Script {
+        ehlo: None,
+        ..Script::default()
     });
     let run = run_mailer(
         &args(&dir, sink.addr.port(), &[]),
@@ -411,7 +418,7 @@ fn dns_args(dir: &Path, port: u16, dns: &Dnsmasq, extra: &[&str]) -> Vec<String>
 
 #[test]
 fn mail_goes_to_the_lowest_preference() {
-    let dns = Dnsmasq::start();
+    let dns = test_dns();
     let dir = scratch("outb-mx-pref");
     let mut ports = reserve(&[lo(3), lo(4), lo(5)], &[]);
     let mx20 = Smtpd::on(ports.take(lo(3)), Script::default());
@@ -439,7 +446,7 @@ fn mail_goes_to_the_lowest_preference() {
 
 #[test]
 fn next_mx_when_the_first_is_down_or_busy() {
-    let dns = Dnsmasq::start();
+    let dns = test_dns();
     let dir = scratch("outb-mx-fallback");
     let mut ports = reserve(&[lo(3), lo(4), lo(5)], &[lo(DOWN)]);
     let second_down = Smtpd::on(ports.take(lo(3)), Script::default());
@@ -459,7 +466,7 @@ fn next_mx_when_the_first_is_down_or_busy() {
 
     let run = run_mailer(&a, "busy.test", SHORT_BODY, &drive());
     assert!(run.delivered(), "{run:#?}");
-    assert_eq!(run.greeting, "220 mx.test ESMTP scripted\r\n");
+    assert_eq!(run.greeting, SINK_GREETING);
     assert_eq!(second_busy.messages().len(), 1);
     assert_eq!(busy.connections(), 1);
     assert!(
@@ -471,7 +478,7 @@ fn next_mx_when_the_first_is_down_or_busy() {
 
 #[test]
 fn next_mx_when_the_first_never_greets() {
-    let dns = Dnsmasq::start();
+    let dns = test_dns();
     let dir = scratch("outb-mx-hang");
     let mut ports = reserve(&[lo(3), lo(6)], &[]);
     // Bound and listening, never accepted: the connection opens, no greeting comes.
@@ -487,7 +494,7 @@ fn next_mx_when_the_first_never_greets() {
 
 #[test]
 fn domain_without_mx_gets_mail_at_its_address() {
-    let dns = Dnsmasq::start();
+    let dns = test_dns();
     let dir = scratch("outb-mx-implicit");
     let mut ports = reserve(&[lo(6)], &[]);
     let host = Smtpd::on(ports.take(lo(6)), Script::default());
@@ -503,7 +510,7 @@ fn domain_without_mx_gets_mail_at_its_address() {
 
 #[test]
 fn null_mx_and_nxdomain_bounce() {
-    let dns = Dnsmasq::start();
+    let dns = test_dns();
     let dir = scratch("outb-mx-null");
     let ports = reserve(&[], &[]);
     let a = dns_args(&dir, ports.port, &dns, &[]);
@@ -520,7 +527,7 @@ fn null_mx_and_nxdomain_bounce() {
 
 #[test]
 fn no_mx_answering_keeps_the_message_queued() {
-    let dns = Dnsmasq::start();
+    let dns = test_dns();
     let dir = scratch("outb-mx-dead");
     let mut ports = reserve(&[lo(4)], &[lo(DOWN)]);
     let busy = Smtpd::on(
@@ -544,7 +551,7 @@ fn no_mx_answering_keeps_the_message_queued() {
 #[test]
 fn encrypted_delivery_through_mx_pins_the_mx_host() {
     let (_, kb) = test_keys();
-    let dns = Dnsmasq::start();
+    let dns = test_dns();
     let dir = scratch("outb-mx-secure");
     let sink = Sink::start();
     let (_inbound, addr) = inbound(sink.addr, kb, &dir.join("inbound.log"));
@@ -680,7 +687,7 @@ fn mail_commands(sink: &Sink) -> usize {
 
 #[test]
 fn policy_file_applies_to_its_destination_only() {
-    let dns = Dnsmasq::start();
+    let dns = test_dns();
     let dir = scratch("outb-policy-file");
     let mut ports = reserve(&[lo(7)], &[]);
     let mx = Smtpd::on(ports.take(lo(7)), Script::default());
@@ -734,9 +741,9 @@ fn policy_file_applies_to_its_destination_only() {
 #[test]
 fn starttls_does_not_bypass_the_policy() {
     let dir = scratch("outb-starttls");
-    let smtpd = Smtpd::start(Script {
+    let smtpd = Smtpd::with(Script {
         ehlo: Some(vec!["PIPELINING".into(), "STARTTLS".into()]),
-        fake_starttls: true,
+        starttls: Starttls::Fake,
         ..Script::default()
     });
     let d = Drive {
@@ -781,9 +788,9 @@ fn starttls_does_not_bypass_the_policy() {
 fn starttls_inside_the_encrypted_channel_still_pins_the_peer() {
     let (_, kb) = test_keys();
     let dir = scratch("outb-starttls-enc");
-    let smtpd = Smtpd::start(Script {
+    let smtpd = Smtpd::with(Script {
         ehlo: Some(vec!["PIPELINING".into(), "STARTTLS".into()]),
-        fake_starttls: true,
+        starttls: Starttls::Fake,
         ..Script::default()
     });
     let (_inbound, addr) = inbound(smtpd.addr, kb, &dir.join("inbound.log"));
@@ -803,7 +810,7 @@ fn starttls_inside_the_encrypted_channel_still_pins_the_peer() {
 fn corrupt_known_peers_file_defers_with_the_reason_in_the_log() {
     let dir = scratch("outb-corrupt-pins");
     std::fs::write(known_peers(&dir), "[127.0.0.1] only-two-fields\n").unwrap();
-    let smtpd = Smtpd::start(Script::default());
+    let smtpd = Smtpd::with(Script::default());
     let run = run_mailer(
         &args(&dir, smtpd.addr.port(), &[]),
         "[127.0.0.1]",
@@ -926,7 +933,7 @@ fn remote_cut_mid_data_keeps_the_message_queued() {
     let small = body_of(400);
     let big = hard_body();
     for (body, cut) in [(&small, 1000), (&big, big.len())] {
-        let smtpd = Smtpd::start(Script {
+        let smtpd = Smtpd::with(Script {
             cut_data_after: Some(cut),
             ..Script::default()
         });
@@ -957,7 +964,7 @@ fn remote_cut_mid_data_keeps_the_message_queued() {
 #[test]
 fn remote_failure_mid_data_does_not_deadlock_sendmail() {
     let dir = scratch("outb-cut-big");
-    let smtpd = Smtpd::start(Script {
+    let smtpd = Smtpd::with(Script {
         cut_data_after: Some(1000),
         ..Script::default()
     });
@@ -978,7 +985,7 @@ fn remote_failure_mid_data_does_not_deadlock_sendmail() {
 #[test]
 fn remote_silent_after_the_message_keeps_it_queued() {
     let dir = scratch("outb-stall");
-    let smtpd = Smtpd::start(Script {
+    let smtpd = Smtpd::with(Script {
         stall_at_dot: Some(Duration::from_secs(4)),
         ..Script::default()
     });
@@ -1000,7 +1007,7 @@ fn remote_cut_mid_data_behind_blackpony_keeps_the_message_queued() {
     let dir = scratch("outb-cut-enc");
     let body = hard_body();
     for cut in [1000, body.len()] {
-        let smtpd = Smtpd::start(Script {
+        let smtpd = Smtpd::with(Script {
             cut_data_after: Some(cut),
             ..Script::default()
         });
@@ -1158,7 +1165,7 @@ fn remote_refusals_reach_sendmail_exactly() {
         ),
     ];
     for (script, cmd, want) in cases {
-        let smtpd = Smtpd::start(script);
+        let smtpd = Smtpd::with(script);
         let run = run_mailer(
             &args(&dir, smtpd.addr.port(), &[]),
             "[127.0.0.1]",
@@ -1177,24 +1184,24 @@ fn remote_refusals_reach_sendmail_exactly_when_encrypted() {
     let dir = scratch("outb-refusals-enc");
     let cases = [
         (
-            SinkBehaviour {
+            Script {
                 rcpt_reply: Some("550 5.1.1 no such user".into()),
-                ..Default::default()
+                ..Script::default()
             },
             "RCPT",
             "550 5.1.1 no such user\r\n",
         ),
         (
-            SinkBehaviour {
-                data_reply: Some("451 4.3.0 try again later".into()),
-                ..Default::default()
+            Script {
+                dot_reply: Some("451 4.3.0 try again later".into()),
+                ..Script::default()
             },
             ".",
             "451 4.3.0 try again later\r\n",
         ),
     ];
     for (b, cmd, want) in cases {
-        let sink = Sink::start_with(b);
+        let sink = Sink::with(b);
         let (_inbound, addr) = inbound(sink.addr, kb, &dir.join("inbound.log"));
         let run = run_mailer(
             &args(&dir, addr.port(), &[]),
@@ -1218,7 +1225,7 @@ fn forged_record_is_a_4xx_and_delivers_nothing() {
     let relay = Relay::start(addr);
     // Records after the handshake: 0 answers the inner EHLO, 1 MAIL, 2 RCPT, 3 DATA.
     for (n, cmd) in [(0, "EHLO"), (1, "MAIL"), (3, "DATA")] {
-        relay.set_tamper(Tamper::FlipRecord(n));
+        relay.set_tamper(Tamper::Record(Attack::FlipToClient, n));
         let run = run_mailer(
             &args(&dir, relay.addr.port(), &[]),
             "[127.0.0.1]",
@@ -1247,7 +1254,7 @@ fn failed_handshake_is_not_retried_in_plain() {
         b"454 4.7.0 encryption not available right now\r\n".to_vec(),
     ];
     for reply in garbage {
-        let smtpd = Smtpd::start(Script {
+        let smtpd = Smtpd::with(Script {
             ehlo: Some(vec!["PIPELINING".into(), "XBLACKPONY RSA-BLOWFISH".into()]),
             xblackpony: Some(reply),
             ..Script::default()

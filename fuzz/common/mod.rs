@@ -377,40 +377,10 @@ fn bare_lf_lines(r: &Reply) -> usize {
 /// after the greeting line, add leaves exactly one, and neither turns a
 /// CRLF line into a bare-LF (or unterminated) one.
 pub fn ehlo_keyword(data: &[u8]) {
-    ehlo_keyword_checked(data, TOLERATE_KNOWN_BUGS)
-}
-
-/// While a bug found by fuzzing is open, the fuzz targets step around the
-/// inputs that trigger it (so a CI run keeps looking for new ones) and
-/// tests/fuzz_regressions.rs has an `#[ignore = "bug: ..."]` test that runs
-/// the same code strictly. Set to false once the bugs below are fixed.
-pub const TOLERATE_KNOWN_BUGS: bool = false;
-
-/// Known bug (fuzz-found, src/smtp/ehlo.rs `strip_keyword`): a reply line
-/// with no text (`250\r\n`, `511\n`) has its line terminator overwritten
-/// with the ' '/'-' separator, so the reply loses a CR or, for a bare-LF
-/// line, its only LF and no longer parses.
-pub fn hits_strip_bare_code_bug(r: &Reply) -> bool {
-    r.lines.iter().any(|l| command::trim_eol(l).len() == 3)
-}
-
-/// Known bug (fuzz-found, src/smtp/ehlo.rs `add_keyword` as inbound uses
-/// it): on a reply that already has MAX_REPLY_LINES lines, the keyword line
-/// makes it one longer than `read_reply` (and so blackpony-mailer) accepts.
-pub fn hits_add_keyword_line_limit_bug(r: &Reply) -> bool {
-    r.lines.len() >= MAX_REPLY_LINES
-}
-
-pub fn ehlo_keyword_checked(data: &[u8], tolerate_known_bugs: bool) {
     let mut r = LineReader::new(data);
     let Ok(original) = reply::read_reply(&mut r, "fuzz") else {
         return;
     };
-    if tolerate_known_bugs
-        && (hits_strip_bare_code_bug(&original) || hits_add_keyword_line_limit_bug(&original))
-    {
-        return;
-    }
     if let Some(s) = ehlo::offered_suites(&original) {
         assert_eq!(original.code, 250);
         assert_eq!(s.trim(), s);
@@ -515,7 +485,7 @@ fn reencode_client_hello(suite: SuiteId, hello: &[u8]) -> Option<Vec<u8>> {
             again.extend_from_slice(&(spki.len() as u16).to_be_bytes());
             again.extend_from_slice(spki);
         }
-        SuiteId::Rot(_) => return None,
+        SuiteId::Noise | SuiteId::Rot(_) => return None,
     }
     Some(again)
 }
@@ -723,36 +693,9 @@ pub fn dns(data: &[u8]) {
 }
 
 pub fn known_peers(data: &[u8]) {
-    if TOLERATE_KNOWN_BUGS && hits_peers_trailing_dots_bug(data) {
-        return;
-    }
     blackpony::peers::fuzz_parse(data);
 }
 
-/// Known bug (fuzz-found, src/peers.rs `normalize_host`): a host ending in
-/// two or more dots loses one per read (`a..` is read as `a.`, written back,
-/// then read as `a`), so the file does not survive a rewrite unchanged.
-pub fn hits_peers_trailing_dots_bug(data: &[u8]) -> bool {
-    data.split(|&b| b == b'\n').any(|line| {
-        let first = line
-            .split(|b| b.is_ascii_whitespace())
-            .find(|w| !w.is_empty())
-            .unwrap_or(&[]);
-        first.ends_with(b"..")
-    })
-}
-
 pub fn policy(data: &[u8]) {
-    if TOLERATE_KNOWN_BUGS && hits_policy_bracket_dots_bug(data) {
-        return;
-    }
     blackpony::policy::fuzz_parse(data);
-}
-
-/// Known bug (fuzz-found, src/policy.rs `parse_key`/`normalize`): a
-/// bracketed key ending in two dots (`[mx.example.net..]`) is accepted and
-/// stored as `[mx.example.net.]`, which no lookup can match (lookups strip
-/// that dot too), so the entry is silently dead and the default applies.
-pub fn hits_policy_bracket_dots_bug(data: &[u8]) -> bool {
-    data.windows(3).any(|w| w == b"..]")
 }

@@ -1,202 +1,35 @@
-//! Shared test parts: a small real SMTP server (a sink) on loopback that
-//! records every message it accepts, helpers to run the real binaries, and a
-//! host key made once per test run.
+//! Shared test parts. Here: paths, scratch directories, host keys made once
+//! per test binary, the one way to start `blackpony` (listening, or on a
+//! socket as inetd starts it) and a line-oriented SMTP client. Beside it:
+//! the one scripted SMTP server (smtpd.rs), the one driver of
+//! blackpony-mailer (mailer.rs) and the one recording and tampering relay
+//! (relay.rs), and a dnsmasq (dnsmasq.rs).
 #![allow(dead_code)]
 
+mod dnsmasq;
+mod mailer;
+mod relay;
+mod smtpd;
+
+// Each test binary uses only some of them.
+#[allow(unused_imports)]
+pub use dnsmasq::*;
+#[allow(unused_imports)]
+pub use mailer::*;
+#[allow(unused_imports)]
+pub use relay::*;
+#[allow(unused_imports)]
+pub use smtpd::*;
+
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// One message as the sink received it.
-#[derive(Clone, Debug, Default)]
-pub struct Received {
-    pub helo: String,
-    pub mail_from: String,
-    pub rcpt_to: Vec<String>,
-    /// The data exactly as sent, dot-stuffing included, up to (not including) the final ".\r\n".
-    pub data: Vec<u8>,
-}
-
-/// Everything the sink saw.
-#[derive(Default)]
-pub struct SinkLog {
-    pub messages: Vec<Received>,
-    /// Every command line, raw.
-    pub commands: Vec<String>,
-    /// Transactions whose DATA was cut before the final dot (never accepted).
-    pub partial: usize,
-    pub peers: Vec<SocketAddr>,
-}
-
-/// A minimal ESMTP server: answers EHLO with PIPELINING, 8BITMIME, SIZE,
-/// CHUNKING; accepts every message; can be told to answer RCPT/DATA with errors.
-pub struct Sink {
-    pub addr: SocketAddr,
-    pub log: Arc<Mutex<SinkLog>>,
-}
-
-#[derive(Clone, Default)]
-pub struct SinkBehaviour {
-    /// Reply to use for the final dot instead of 250.
-    pub data_reply: Option<String>,
-    /// Reply to use for RCPT instead of 250.
-    pub rcpt_reply: Option<String>,
-    /// Greeting instead of 220.
-    pub greeting: Option<String>,
-    /// Extra EHLO keywords (e.g. "XBLACKPONY RSA-BLOWFISH" to pretend).
-    pub extra_ehlo: Vec<String>,
-    /// Answer EHLO with 502 (an old HELO-only server).
-    pub no_ehlo: bool,
-}
-
-impl Sink {
-    pub fn start() -> Sink {
-        Self::start_with(SinkBehaviour::default())
-    }
-
-    pub fn start_with(b: SinkBehaviour) -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(SinkLog::default()));
-        let log2 = Arc::clone(&log);
-        thread::spawn(move || {
-            for s in listener.incoming().flatten() {
-                let log = Arc::clone(&log2);
-                let b = b.clone();
-                thread::spawn(move || {
-                    let _ = serve_sink(s, &log, &b);
-                });
-            }
-        });
-        Sink { addr, log }
-    }
-
-    pub fn messages(&self) -> Vec<Received> {
-        self.log.lock().unwrap().messages.clone()
-    }
-
-    /// Wait until `n` messages arrived (or panic after 20 s).
-    pub fn wait_for(&self, n: usize) -> Vec<Received> {
-        let t = Instant::now();
-        loop {
-            let m = self.messages();
-            if m.len() >= n {
-                return m;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "sink got {} of {n} messages",
-                m.len()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn serve_sink(s: TcpStream, log: &Mutex<SinkLog>, b: &SinkBehaviour) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    log.lock().unwrap().peers.push(s.peer_addr()?);
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    w.write_all(
-        b.greeting
-            .as_deref()
-            .unwrap_or("220 sink.test ESMTP test sink")
-            .as_bytes(),
-    )?;
-    w.write_all(b"\r\n")?;
-    let mut cur = Received::default();
-    loop {
-        let mut line = Vec::new();
-        if r.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        log.lock().unwrap().commands.push(text.clone());
-        let upper = text.to_ascii_uppercase();
-        if upper.starts_with("EHLO") {
-            if b.no_ehlo {
-                w.write_all(b"502 5.5.1 EHLO not implemented\r\n")?;
-                continue;
-            }
-            cur = Received {
-                helo: text[4..].trim().to_string(),
-                ..Default::default()
-            };
-            let mut rep = String::from("250-sink.test hello\r\n");
-            for k in &b.extra_ehlo {
-                rep.push_str(&format!("250-{k}\r\n"));
-            }
-            rep.push_str(
-                "250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 200000000\r\n250 CHUNKING\r\n",
-            );
-            w.write_all(rep.as_bytes())?;
-        } else if upper.starts_with("HELO") {
-            cur = Received {
-                helo: text[4..].trim().to_string(),
-                ..Default::default()
-            };
-            w.write_all(b"250 sink.test\r\n")?;
-        } else if upper.starts_with("MAIL FROM:") {
-            cur.mail_from = text[10..].to_string();
-            cur.rcpt_to.clear();
-            w.write_all(b"250 2.1.0 ok\r\n")?;
-        } else if upper.starts_with("RCPT TO:") {
-            match &b.rcpt_reply {
-                Some(rep) => w.write_all(format!("{rep}\r\n").as_bytes())?,
-                None => {
-                    cur.rcpt_to.push(text[8..].to_string());
-                    w.write_all(b"250 2.1.5 ok\r\n")?;
-                }
-            }
-        } else if upper == "DATA" {
-            w.write_all(b"354 go ahead\r\n")?;
-            let mut data = Vec::new();
-            loop {
-                let mut l = Vec::new();
-                if r.read_until(b'\n', &mut l)? == 0 {
-                    log.lock().unwrap().partial += 1;
-                    return Ok(());
-                }
-                if l == b".\r\n" {
-                    break;
-                }
-                data.extend_from_slice(&l);
-            }
-            match &b.data_reply {
-                Some(rep) => w.write_all(format!("{rep}\r\n").as_bytes())?,
-                None => {
-                    let mut m = cur.clone();
-                    m.data = data;
-                    log.lock().unwrap().messages.push(m);
-                    w.write_all(b"250 2.0.0 accepted\r\n")?;
-                }
-            }
-        } else if upper.starts_with("BDAT ") {
-            let parts: Vec<&str> = text.split(' ').collect();
-            let n: usize = parts[1].parse().unwrap();
-            let mut chunk = vec![0u8; n];
-            r.read_exact(&mut chunk)?;
-            cur.data.extend_from_slice(&chunk);
-            if parts.len() > 2 {
-                log.lock().unwrap().messages.push(cur.clone());
-                cur.data.clear();
-            }
-            w.write_all(format!("250 2.0.0 {n} octets\r\n").as_bytes())?;
-        } else if upper == "QUIT" {
-            w.write_all(b"221 2.0.0 bye\r\n")?;
-            return Ok(());
-        } else if upper == "RSET" || upper == "NOOP" {
-            w.write_all(b"250 2.0.0 ok\r\n")?;
-        } else {
-            w.write_all(b"500 5.5.1 unrecognized command\r\n")?;
-        }
-    }
-}
 
 /// Path of one of the package's binaries.
 pub fn bin(name: &str) -> PathBuf {
@@ -260,28 +93,26 @@ impl Drop for Daemon {
     }
 }
 
-/// Start `blackpony --listen` in front of `backend`, with extra args; waits
-/// until it accepts connections.
+/// Start `blackpony --listen` in front of `backend`, with extra args, at
+/// RUST_LOG=debug; waits until it accepts connections.
 pub fn start_inbound(backend: SocketAddr, extra: &[&str], log: &Path) -> (Daemon, SocketAddr) {
+    start_inbound_at(backend, extra, log, "debug")
+}
+
+/// [`start_inbound`] at a given RUST_LOG level. Session records go next to
+/// the log (`<log>.jsonl`) unless `extra` names its own `--record`.
+pub fn start_inbound_at(
+    backend: SocketAddr,
+    extra: &[&str],
+    log: &Path,
+    rust_log: &str,
+) -> (Daemon, SocketAddr) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let child = Command::new(bin("blackpony"))
-        .args([
-            "--listen",
-            &listen,
-            "--backend",
-            &backend.to_string(),
-            "--log",
-        ])
-        .arg(log)
-        // Session records next to the log, unless the test names its own file.
-        .args(if extra.contains(&"--record") {
-            vec![]
-        } else {
-            vec!["--record".into(), log.with_extension("jsonl")]
-        })
-        .args(extra)
-        .env("RUST_LOG", "debug")
+        .args(["--listen", &listen])
+        .args(inbound_args(backend, extra, Some(log)))
+        .env("RUST_LOG", rust_log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -299,6 +130,72 @@ pub fn start_inbound(backend: SocketAddr, extra: &[&str], log: &Path) -> (Daemon
     (Daemon(child), addr)
 }
 
+fn inbound_args(backend: SocketAddr, extra: &[&str], log: Option<&Path>) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec!["--backend".into(), backend.to_string().into()];
+    if let Some(log) = log {
+        v.extend(["--log".into(), log.into()]);
+        if !extra.contains(&"--record") {
+            v.extend(["--record".into(), log.with_extension("jsonl").into()]);
+        }
+    }
+    v.extend(extra.iter().map(OsString::from));
+    v
+}
+
+/// `blackpony` as inetd starts it: the test accepts a connection and hands
+/// the accepted socket to the program as its stdin and stdout, at
+/// RUST_LOG=trace, stderr piped. With `peak_rss`, the program runs under
+/// GNU time (/usr/bin/time), which writes its peak RSS in kB to that file.
+/// Without `log`, no --log and no --record. Returns the test's end of the
+/// connection and the child.
+pub fn launch_on_socket(
+    backend: SocketAddr,
+    extra: &[&str],
+    log: Option<&Path>,
+    peak_rss: Option<&Path>,
+) -> (TcpStream, Child) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (s, _) = l.accept().unwrap();
+    let mut cmd = match peak_rss {
+        Some(f) => {
+            let time = Path::new("/usr/bin/time");
+            assert!(
+                time.exists(),
+                "GNU time is needed to measure peak RSS: scripts/install-test-deps.sh installs it"
+            );
+            let mut c = Command::new(time);
+            c.arg("-f").arg("%M").arg("-o").arg(f).arg(bin("blackpony"));
+            c
+        }
+        None => Command::new(bin("blackpony")),
+    };
+    let child = cmd
+        .args(inbound_args(backend, extra, log))
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::from(OwnedFd::from(s.try_clone().unwrap())))
+        .stdout(Stdio::from(OwnedFd::from(s)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The Command (and with it our copies of the socket) is gone here.
+    (c, child)
+}
+
+/// ROT13 of ASCII letters, written here independently of the library, so
+/// tests check the wire format itself: every other byte unchanged.
+pub fn rot13(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            b'a'..=b'z' => (b - b'a' + 13) % 26 + b'a',
+            b'A'..=b'Z' => (b - b'A' + 13) % 26 + b'A',
+            _ => b,
+        })
+        .collect()
+}
+
 /// A line-oriented SMTP client for tests.
 pub struct Client {
     pub r: BufReader<TcpStream>,
@@ -309,6 +206,11 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Self::on(s)
+    }
+
+    /// On a connected socket (its read timeout as it is).
+    pub fn on(s: TcpStream) -> Client {
         Client {
             r: BufReader::new(s.try_clone().unwrap()),
             w: s,
