@@ -143,8 +143,8 @@ fn add_keyword_respects_the_reply_line_limit() {
 /// src/peers.rs `normalize_host` strips one trailing dot per parse, so a
 /// hand-written pin for `mx.example.org..` is rewritten as
 /// `mx.example.org.` and read back as `mx.example.org` (peers::fuzz_parse
-/// asserts the round trip). DNS names never end in `..` (dns.rs escapes a
-/// dot inside a label), so only an edited file hits it. Fix: in
+/// asserts the round trip). DNS names never end in `..` (the DNS parser escapes
+/// a dot inside a label), so only an edited file hits it. Fix: in
 /// `normalize_host`, refuse a host that still ends with '.' after the one
 /// trailing dot is stripped (or that contains an empty label).
 #[test]
