@@ -140,10 +140,10 @@ fn add_keyword_respects_the_reply_line_limit() {
     }
 }
 
-/// src/peers.rs `normalize_host` strips one trailing dot per parse, so a
+/// src/peers/format.rs `normalize_host` strips one trailing dot per parse, so a
 /// hand-written pin for `mx.example.org..` is rewritten as
-/// `mx.example.org.` and read back as `mx.example.org` (peers::fuzz_parse
-/// asserts the round trip). DNS names never end in `..` (the DNS parser escapes
+/// `mx.example.org.` and read back as `mx.example.org` (the `known_peers`
+/// target asserts the round trip). DNS names never end in `..` (the DNS parser escapes
 /// a dot inside a label), so only an edited file hits it. Fix: in
 /// `normalize_host`, refuse a host that still ends with '.' after the one
 /// trailing dot is stripped (or that contains an empty label).
@@ -151,7 +151,7 @@ fn add_keyword_respects_the_reply_line_limit() {
 fn known_peers_host_with_trailing_dots_round_trips() {
     let data =
         fs::read(root().join("tests/fuzz_regressions/known_peers/bug-host-trailing-dots")).unwrap();
-    blackpony::peers::fuzz_parse(&data);
+    common::known_peers(&data);
 }
 
 /// src/policy.rs: `parse_key` accepts a bracketed host ending in two dots
