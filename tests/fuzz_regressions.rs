@@ -141,31 +141,33 @@ fn add_keyword_respects_the_reply_line_limit() {
     }
 }
 
-/// Fixed: src/peers.rs `normalize_host` stripped one trailing dot per
-/// parse, so a hand-written pin for `mx.example.org..` was rewritten as
-/// `mx.example.org.` and read back as `mx.example.org` (peers::fuzz_parse
-/// asserts the round trip). DNS names never end in `..` (dns.rs escapes a
-/// dot inside a label), so only an edited file hit it. A host that still
-/// ends with '.' after the one trailing dot is stripped is now refused.
+/// Fixed: src/peers/format.rs `normalize_host` stripped one trailing dot per parse, so a
+/// hand-written pin for `mx.example.org..` is rewritten as
+/// `mx.example.org.` and read back as `mx.example.org` (the `known_peers`
+/// target asserts the round trip). DNS names never end in `..` (the DNS parser escapes
+/// a dot inside a label), so only an edited file hits it. Fix: in
+/// `normalize_host`, refuse a host that still ends with '.' after the one
+/// trailing dot is stripped (or that contains an empty label).
 #[test]
 fn known_peers_host_with_trailing_dots_round_trips() {
     let data = fs::read(root().join("tests/fuzz_regressions/known_peers/fixed-host-trailing-dots"))
         .unwrap();
-    blackpony::peers::fuzz_parse(&data);
+    common::known_peers(&data);
 }
 
-/// Fixed: src/policy.rs `parse_key` accepted a bracketed host ending in two
-/// dots (`[mx.example.net..]`); `normalize` strips one, so the entry was
-/// stored as `[mx.example.net.]`, and every lookup strips that dot as well:
-/// the entry never matched, and a `require` written that way silently
-/// became the default policy. policy::fuzz_parse asserts that every entry
-/// finds itself; such a bracketed host is now refused, like plain names.
+/// Fixed: src/policy.rs `parse_key` accepted a bracketed host ending in two dots
+/// (`[mx.example.net..]`); `normalize` strips one, so the entry is stored as
+/// `[mx.example.net.]`, and every lookup strips that dot as well: the entry
+/// never matches, and a `require` written that way silently becomes the
+/// default policy. The `policy` target asserts that every entry finds itself.
+/// Fix: in `parse_key`, refuse a bracketed host whose inner part still ends
+/// with '.' after normalization (or has an empty label), like plain names.
 #[test]
 fn policy_entry_with_trailing_dots_in_brackets_matches_itself() {
     let data =
         fs::read(root().join("tests/fuzz_regressions/policy/fixed-bracket-trailing-dots")).unwrap();
-    blackpony::policy::fuzz_parse(&data);
-    blackpony::policy::fuzz_parse(b"[mx.example.net..] require\n");
+    common::policy(&data);
+    common::policy(b"[mx.example.net..] require\n");
 }
 
 // ------------------------------------------------------------------- seeds

@@ -15,7 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use blackpony::peers::{KnownPeers, PeersError, RecordOutcome, MAX_FILE_BYTES};
+use blackpony::peers::{
+    parse, serialize, KnownPeers, Line, PeersError, RecordOutcome, MAX_FILE_BYTES, MAX_LINE_BYTES,
+    MAX_TOKEN,
+};
 
 /// Role of a child process: `writer` or `looper`.
 const ROLE: &str = "BLACKPONY_PEERS_TEST_ROLE";
@@ -78,8 +81,9 @@ fn spawn_child(role: &str, file: &Path, arg: &str) -> Child {
 /// host every writer shares. Returns whether this writer created the shared pin.
 /// Starts when the file `go` appears next to the store, so that threads and
 /// processes (slower to start) really run at the same time.
-fn write_hosts(peers: &KnownPeers, prefix: &str) -> bool {
-    let go = peers.path().with_file_name("go");
+fn write_hosts(path: &Path, prefix: &str) -> bool {
+    let peers = KnownPeers::new(path);
+    let go = path.with_file_name("go");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !go.exists() {
         assert!(Instant::now() < deadline, "no go");
@@ -113,11 +117,12 @@ fn write_hosts(peers: &KnownPeers, prefix: &str) -> bool {
 #[ignore = "a child process of the store tests, not a test of its own"]
 fn child_role() {
     let role = env::var(ROLE).expect("child_role runs only as a child of the tests here");
-    let peers = KnownPeers::new(env::var_os(FILE).unwrap());
+    let file = PathBuf::from(env::var_os(FILE).unwrap());
+    let peers = KnownPeers::new(&file);
     let arg = env::var(ARG).unwrap();
     match role.as_str() {
         "writer" => {
-            if write_hosts(&peers, &arg) {
+            if write_hosts(&file, &arg) {
                 println!("SHARED-NEW");
             }
         }
@@ -305,8 +310,20 @@ fn files_are_created_0600() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     peers.record("b.example", "fp", "S").unwrap();
     assert_eq!(mode(&path), 0o600);
-    // The temp file's own mode is checked by a unit test in peers.rs and
-    // on the leftovers of `kill_9_never_leaves_a_torn_file`.
+
+    // A wider leftover at this process's own temp path is not reused: the
+    // file renamed into place is created 0600 all the same.
+    let ours = dir.join(format!("known_peers.tmp.{}", std::process::id()));
+    fs::write(&ours, b"old").unwrap();
+    fs::set_permissions(&ours, fs::Permissions::from_mode(0o644)).unwrap();
+    peers.record("c.example", "fp", "S").unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert!(!ours.exists());
+    assert!(fs::read_to_string(&path)
+        .unwrap()
+        .contains("c.example fp S"));
+    // The temp files of killed writers are checked in
+    // `kill_9_never_leaves_a_torn_file`.
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -347,8 +364,8 @@ fn concurrent_threads_and_processes() {
         .collect();
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
-            let peers = KnownPeers::new(&path);
-            thread::spawn(move || write_hosts(&peers, &format!("thread{t}")))
+            let path = path.clone();
+            thread::spawn(move || write_hosts(&path, &format!("thread{t}")))
         })
         .collect();
     // Give the processes time to start, then release everyone at once.
@@ -466,4 +483,89 @@ fn kill_9_never_leaves_a_torn_file() {
     );
     assert!(iterations >= 20, "only {iterations} iterations");
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The file format without a file: what `parse` accepts and refuses.
+#[test]
+fn parse_rules() {
+    let p = Path::new("f");
+    let ok = b"# c\n\nMX.Example.org. fp S 2026-01-02 2026-01-03\r\n";
+    let lines = parse(ok, p).unwrap();
+    assert_eq!(lines.len(), 3);
+    assert!(matches!(&lines[2], Line::Peer(r) if r.host == "mx.example.org"));
+    assert_eq!(parse(b"", p).unwrap(), Vec::new());
+    assert_eq!(parse(b"\n", p).unwrap().len(), 1);
+    let bad: &[&[u8]] = &[
+        b"h fp s 2026-01-02",
+        b"h fp s 2026-01-02 2026-01-02 extra",
+        b"h fp s 2026-13-02 2026-01-02",
+        b"h fp s 2026-01-02 26-01-02",
+        b"h\xff fp s 2026-01-02 2026-01-02",
+        b"h fp s 2026-01-02 2026-01-02\nH fp2 s 2026-01-02 2026-01-02",
+    ];
+    for data in bad {
+        assert!(
+            matches!(parse(data, p), Err(PeersError::Corrupt { .. })),
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
+    }
+    let long = format!("h {} s 2026-01-02 2026-01-02", "f".repeat(MAX_LINE_BYTES));
+    assert!(parse(long.as_bytes(), p).is_err());
+}
+
+#[test]
+fn hosts_are_normalized_and_checked() {
+    let host_of = |line: &str| match &parse(line.as_bytes(), Path::new("f")).unwrap()[0] {
+        Line::Peer(r) => r.host.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(host_of("A.B. fp s 2026-01-02 2026-01-02"), "a.b");
+    assert_eq!(host_of("[1.2.3.4] fp s 2026-01-02 2026-01-02"), "[1.2.3.4]");
+    // Refused before the file is touched: there is none.
+    let peers = KnownPeers::new("/nonexistent/known_peers");
+    for bad in ["", "a b", "a\nb", "#a", "é.org", &"a".repeat(256)] {
+        assert!(
+            matches!(peers.lookup(bad), Err(PeersError::Invalid { .. })),
+            "{bad:?}"
+        );
+    }
+    // The longest tokens still make a line we can read back.
+    let t = "x".repeat(MAX_TOKEN);
+    let line = format!("{t} {t} {t} 2026-01-02 2026-01-02");
+    assert!(parse(line.as_bytes(), Path::new("f")).is_ok());
+}
+
+/// What `serialize` writes parses back to the same pins, and comments stay
+/// comments (they may lose a trailing CR). The `known_peers` fuzz target
+/// checks the same on any input.
+#[test]
+fn serialize_round_trips() {
+    let samples: &[&[u8]] = &[
+        b"",
+        b"\n\n\r\n",
+        b"#\xff\r",
+        b"a b c 2026-01-01 2026-01-01",
+        b"a b c 2026-01-01 2026-01-01\r",
+        b"a b c 2026-01-01 2026-01-01\n#x\r\n  \t\n",
+        b"a\tb  c 2026-01-01\t2026-01-01 ",
+        b"\xff\xfe",
+        b"\r",
+    ];
+    let p = Path::new("f");
+    let mut parsed = 0;
+    for data in samples {
+        let Ok(lines) = parse(data, p) else { continue };
+        parsed += 1;
+        let again = parse(&serialize(&lines), p).expect("serialized file must parse");
+        assert_eq!(lines.len(), again.len(), "{data:?}");
+        for (a, b) in lines.iter().zip(&again) {
+            match (a, b) {
+                (Line::Peer(a), Line::Peer(b)) => assert_eq!(a, b),
+                (Line::Other(_), Line::Other(_)) => {}
+                _ => panic!("line kind changed on round trip: {data:?}"),
+            }
+        }
+    }
+    assert_eq!(parsed, 7, "all but the two non-UTF-8 samples parse");
 }

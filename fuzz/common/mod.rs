@@ -686,16 +686,64 @@ fn round_trip(suite: SuiteId, payload: &[u8], chunk: usize, flip: usize) {
     assert!(payload.starts_with(&got), "tampering produced data");
 }
 
-// ------------------------------------------------- parsers with fuzz hooks
+// ------------------------------------------------------- file and DNS parsers
 
+/// The whole DNS reply parser (`dns::parse_response`, then the MX and
+/// address readers) on any bytes. The packet's own id and question are
+/// taken as the query's, so the parse gets past the reply checks.
 pub fn dns(data: &[u8]) {
-    blackpony::dns::fuzz_parse(data);
+    use blackpony::dns::{addresses, mx_answer, parse_response, read_name, TYPE_MX};
+    let Some(&[hi, lo]) = data.get(..2) else {
+        return;
+    };
+    let (qname, qtype) = match read_name(data, 12) {
+        Ok((name, pos)) => match data.get(pos..pos + 2) {
+            Some(&[a, b]) => (name, u16::from_be_bytes([a, b])),
+            _ => (name, TYPE_MX),
+        },
+        Err(_) => ("example.com".to_string(), TYPE_MX),
+    };
+    if let Ok(msg) = parse_response(data, u16::from_be_bytes([hi, lo]), &qname, qtype) {
+        let _ = msg.check_rcode();
+        let _ = mx_answer(&msg);
+        let _ = addresses(&msg, qtype);
+    }
 }
 
+/// `peers::parse` on any bytes; whatever parses must survive
+/// `peers::serialize` and a second parse with the same pins (comment lines
+/// stay comments, though they may lose a trailing CR).
 pub fn known_peers(data: &[u8]) {
-    blackpony::peers::fuzz_parse(data);
+    use blackpony::peers::{parse, serialize, Line};
+    let path = std::path::Path::new("<fuzz>");
+    let Ok(lines) = parse(data, path) else {
+        return;
+    };
+    let again = parse(&serialize(&lines), path).expect("serialized file must parse");
+    assert_eq!(lines.len(), again.len());
+    for (a, b) in lines.iter().zip(&again) {
+        match (a, b) {
+            (Line::Peer(a), Line::Peer(b)) => assert_eq!(a, b),
+            (Line::Other(_), Line::Other(_)) => {}
+            _ => panic!("line kind changed on round trip"),
+        }
+    }
 }
 
+/// `PolicyMap::parse` on any text: every entry of a map that parses finds
+/// itself (an exact match beats everything), and lookups never panic.
 pub fn policy(data: &[u8]) {
-    blackpony::policy::fuzz_parse(data);
+    use blackpony::policy::{Policy, PolicyMap};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(map) = PolicyMap::parse(text) else {
+        return;
+    };
+    for (key, policy) in map.entries() {
+        assert_eq!(map.lookup(key, Policy::May), *policy);
+    }
+    for word in text.split_ascii_whitespace().take(64) {
+        map.lookup(word, Policy::Tofu);
+    }
 }

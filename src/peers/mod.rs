@@ -1,0 +1,322 @@
+//! The known-peers store of the outbound mailer: trust on first use, like
+//! ssh's `known_hosts`.
+//!
+//! One human-readable line per remote host:
+//!
+//! ```text
+//! # blackpony known peers: host fingerprint suite first-seen last-seen
+//! mx.example.org SHA256:3q2+7w... RSA-BLOWFISH 2026-11-28 2026-11-28
+//! ```
+//!
+//! * `host` is lowercased, without a trailing dot (`[1.2.3.4]` stays as is).
+//! * `fingerprint` and `suite` are opaque tokens: printable ASCII, no spaces.
+//! * `first-seen` is the UTC day this fingerprint was first seen (it restarts
+//!   when the key changes), `last-seen` the last day it was used.
+//! * `#` lines and blank lines are comments; they are kept when the file is
+//!   rewritten, so an administrator can annotate pins.
+//!
+//! Many mailer processes run at once and any of them can die at any moment,
+//! so every update follows one protocol:
+//!
+//! 1. take an exclusive `flock` on `<path>.lock` (created 0600, never
+//!    deleted: deleting it would let two processes lock two different files);
+//! 2. re-read the file under the lock, so no concurrent update is lost;
+//! 3. write the new content to `<path>.tmp.<pid>` (0600), fsync it;
+//! 4. rename it over `<path>`, fsync the directory;
+//! 5. unlock (by closing the lock file).
+//!
+//! Readers take a shared lock. The file is therefore always entirely the old
+//! or entirely the new version, whatever happens. A temp file left by a
+//! killed writer is removed by the next writer: every writer creates its temp
+//! file only while holding the exclusive lock, so under the lock any temp
+//! file is a leftover.
+//!
+//! A malformed line is an error naming the line, never skipped: dropping a
+//! pin would silently downgrade that peer to "unknown".
+//!
+//! Unix only (file modes, `flock` semantics, directory fsync).
+//!
+//! This file holds the store and its update protocol; `format` holds the
+//! text of the file ([`parse`], [`serialize`]) and the errors.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+mod format;
+
+use format::{check_token, normalize_host, read_lines, today, HEADER};
+pub use format::{
+    parse, serialize, Line, PeerRecord, PeersError, MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_TOKEN,
+};
+
+/// Mode of every file we create: pins are not secret, but who we talk to is.
+const FILE_MODE: u32 = 0o600;
+
+/// What [`KnownPeers::record`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// The host was not known; it is now pinned.
+    New,
+    /// Same fingerprint as pinned; `last_seen` (and `suite`) updated.
+    Unchanged,
+    /// The pinned fingerprint was `old`; it has been replaced.
+    KeyChanged { old: String },
+}
+
+/// The known-peers file at one path. Holds no state: every call reads the
+/// file afresh, so many processes can share it.
+#[derive(Debug, Clone)]
+pub struct KnownPeers {
+    path: PathBuf,
+}
+
+impl KnownPeers {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        KnownPeers { path: path.into() }
+    }
+
+    /// The file (the v2 certificate cache lives beside it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The pin for `host` (any case, trailing dot ignored). A missing file
+    /// is an empty store.
+    pub fn lookup(&self, host: &str) -> Result<Option<PeerRecord>, PeersError> {
+        let host = normalize_host(host)?;
+        Ok(self.list()?.into_iter().find(|r| r.host == host))
+    }
+
+    /// Every pin, in file order. A missing file is an empty store.
+    pub fn list(&self) -> Result<Vec<PeerRecord>, PeersError> {
+        let Some(_lock) = self.lock(false)? else {
+            // No directory to hold the lock file: there is no store either.
+            return Ok(Vec::new());
+        };
+        let lines = read_lines(&self.path)?;
+        Ok(lines
+            .into_iter()
+            .filter_map(|l| match l {
+                Line::Peer(r) => Some(r),
+                Line::Other(_) => None,
+            })
+            .collect())
+    }
+
+    /// Pins `host` to `fingerprint`, or refreshes its `last_seen`. A
+    /// different fingerprint replaces the old one (and restarts
+    /// `first_seen`): whether that is acceptable is the caller's policy
+    /// decision, taken before calling this.
+    pub fn record(
+        &self,
+        host: &str,
+        fingerprint: &str,
+        suite: &str,
+    ) -> Result<RecordOutcome, PeersError> {
+        let host = normalize_host(host)?;
+        check_token("fingerprint", fingerprint)?;
+        check_token("suite", suite)?;
+        let today = today();
+        self.update(|lines| {
+            let existing = lines.iter_mut().find_map(|l| match l {
+                Line::Peer(r) if r.host == host => Some(r),
+                _ => None,
+            });
+            match existing {
+                None => {
+                    lines.push(Line::Peer(PeerRecord {
+                        host: host.clone(),
+                        fingerprint: fingerprint.to_owned(),
+                        suite: suite.to_owned(),
+                        first_seen: today.clone(),
+                        last_seen: today.clone(),
+                    }));
+                    (RecordOutcome::New, true)
+                }
+                Some(r) if r.fingerprint == fingerprint => {
+                    // Most deliveries land here; skip the rewrite (and its
+                    // two fsyncs) when nothing would change.
+                    let dirty = r.suite != suite || r.last_seen != today;
+                    r.suite = suite.to_owned();
+                    r.last_seen = today.clone();
+                    (RecordOutcome::Unchanged, dirty)
+                }
+                Some(r) => {
+                    let old = std::mem::replace(&mut r.fingerprint, fingerprint.to_owned());
+                    r.suite = suite.to_owned();
+                    r.first_seen = today.clone();
+                    r.last_seen = today.clone();
+                    (RecordOutcome::KeyChanged { old }, true)
+                }
+            }
+        })
+    }
+
+    /// Removes the pin for `host`. Returns whether there was one.
+    pub fn forget(&self, host: &str) -> Result<bool, PeersError> {
+        let host = normalize_host(host)?;
+        self.update(|lines| {
+            let before = lines.len();
+            lines.retain(|l| !matches!(l, Line::Peer(r) if r.host == host));
+            let removed = lines.len() != before;
+            (removed, removed)
+        })
+    }
+
+    /// Runs `change` on the current content under the exclusive lock; it
+    /// returns its result and whether the file must be rewritten.
+    fn update<T>(&self, change: impl FnOnce(&mut Vec<Line>) -> (T, bool)) -> Result<T, PeersError> {
+        let Some(_lock) = self.lock(true)? else {
+            let dir = parent_dir(&self.path);
+            let e = io::Error::new(io::ErrorKind::NotFound, "directory does not exist");
+            return Err(PeersError::Io(e, dir.to_path_buf()));
+        };
+        self.remove_stale_temps()?;
+        let mut lines = read_lines(&self.path)?;
+        let was_empty = lines.is_empty();
+        let (result, dirty) = change(&mut lines);
+        if dirty {
+            if was_empty {
+                lines.insert(0, Line::Other(HEADER.to_owned()));
+            }
+            self.replace(&serialize(&lines))?;
+        }
+        Ok(result)
+        // `_lock` drops here, after the rename and directory fsync.
+    }
+
+    /// Opens `<path>.lock` and locks it, shared or exclusive. `None` when
+    /// the directory does not exist. The lock is released when the returned
+    /// file is closed (flock locks belong to the open file, so two threads of
+    /// one process exclude each other too).
+    // File::lock and File::lock_shared are stable since Rust 1.89: the
+    // crate's rust-version (1.85 when this was written) must be raised.
+    #[allow(clippy::incompatible_msrv)]
+    fn lock(&self, exclusive: bool) -> Result<Option<File>, PeersError> {
+        let path = suffixed(&self.path, ".lock");
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(PeersError::Io(e, path)),
+        };
+        give_to_dir_owner(&file, &path)?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(|e| PeersError::Io(e, path))?;
+        Ok(Some(file))
+    }
+
+    /// `<path>.tmp.<pid>`: unique among processes, and the exclusive lock
+    /// makes it unique among the threads of one process.
+    fn temp_path(&self) -> PathBuf {
+        suffixed(&self.path, &format!(".tmp.{}", std::process::id()))
+    }
+
+    /// Removes `<name>.tmp.<digits>` files. Only called under the exclusive
+    /// lock, when no writer can be using one.
+    fn remove_stale_temps(&self) -> Result<(), PeersError> {
+        let Some(name) = self.path.file_name() else {
+            return Ok(());
+        };
+        let prefix = format!("{}.tmp.", name.to_string_lossy());
+        let dir = parent_dir(&self.path);
+        let entries = fs::read_dir(dir).map_err(|e| PeersError::Io(e, dir.to_path_buf()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| PeersError::Io(e, dir.to_path_buf()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let is_temp = name
+                .strip_prefix(&prefix)
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            if is_temp {
+                let path = entry.path();
+                log::warn!("removing {} left by an interrupted update", path.display());
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(PeersError::Io(e, path)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Atomically replaces the file with `content` (steps 3 and 4 above).
+    fn replace(&self, content: &[u8]) -> Result<(), PeersError> {
+        let tmp = self.temp_path();
+        let written = write_temp(&tmp, content).and_then(|()| {
+            fs::rename(&tmp, &self.path).map_err(|e| PeersError::Io(e, self.path.clone()))
+        });
+        if written.is_err() {
+            // Best effort: the next writer removes it anyway.
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
+        // The rename is durable only once the directory entry is on disk.
+        let dir = parent_dir(&self.path);
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| PeersError::Io(e, dir.to_path_buf()))
+    }
+}
+
+/// Creates `tmp` with mode 0600 (never reusing an existing file, whose mode
+/// could be wider), writes `content` and fsyncs it.
+fn write_temp(tmp: &Path, content: &[u8]) -> Result<(), PeersError> {
+    let io_err = |e| PeersError::Io(e, tmp.to_path_buf());
+    match fs::remove_file(tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(tmp)
+        .map_err(io_err)?;
+    give_to_dir_owner(&file, tmp)?;
+    file.write_all(content).map_err(io_err)?;
+    file.sync_all().map_err(io_err)
+}
+
+/// Files of the store belong to the owner of its directory (the mailer's
+/// user): when root runs `--forget` or `--list-peers`, a lock or store file
+/// it creates must stay usable by the mailer, which does not run as root.
+/// Only root can give a file away; anyone else creates it as the owner.
+fn give_to_dir_owner(file: &File, path: &Path) -> Result<(), PeersError> {
+    use std::os::unix::fs::MetadataExt;
+    let io_err = |e| PeersError::Io(e, path.to_path_buf());
+    let dir = fs::metadata(parent_dir(path)).map_err(io_err)?;
+    let mine = file.metadata().map_err(io_err)?;
+    if (mine.uid(), mine.gid()) != (dir.uid(), dir.gid()) && mine.uid() == 0 {
+        std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `path` with `suffix` appended to its last component.
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
