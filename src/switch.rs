@@ -240,7 +240,8 @@ pub fn request(
         let id = side
             .identity
             .ok_or_else(|| Error::Key(format!("no static key: cannot use {suite}")))?;
-        if let Some(cached) = side.cached {
+        let fits = inner_ehlo.len() <= noise_suite::IK_MAX_EHLO;
+        if let Some(cached) = side.cached.filter(|_| fits) {
             pin_check(&cached.fingerprint)?;
             match request_ik(remote, id, cached, offered, inner_ehlo)? {
                 Some(done) => return Ok(done),

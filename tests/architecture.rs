@@ -205,22 +205,3 @@ fn the_checker_sees_a_cycle_when_there_is_one() {
             .collect()
     );
 }
-
-#[test]
-fn core_size_budget() {
-    // Issue 15's budget: the core and its two binaries at most 8,000 lines,
-    // no file over 600 (tests inside files included).
-    let mut files = Vec::new();
-    sources(
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
-        "",
-        &mut files,
-    );
-    let mut total = 0;
-    for (rel, text) in &files {
-        let n = text.lines().count();
-        assert!(n <= 600, "src/{rel} has {n} lines (at most 600)");
-        total += n;
-    }
-    assert!(total <= 8000, "src/ has {total} lines (at most 8,000)");
-}

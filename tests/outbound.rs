@@ -854,9 +854,15 @@ fn key_change_under_each_policy() {
             SHORT_BODY,
             &drive(),
         );
+        // Refused during the handshake, at sendmail's EHLO: nothing of
+        // sendmail's but that EHLO reached the server with the new key.
         assert!(
-            first_line(run.reply("MAIL")).starts_with("421 4.7.5"),
+            first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
             "{policy}: {run:#?}"
+        );
+        assert!(
+            run.replies.iter().all(|(c, _)| !c.starts_with("MAIL")),
+            "{run:#?}"
         );
         run.assert_not_accepted();
         assert_eq!(pins(&dir).len(), 1);

@@ -30,6 +30,11 @@ use crate::wire::record::{Opener, Sealer};
 use crate::wire::schedule::{Role, Schedule};
 use crate::Error;
 
+/// Longest inner EHLO line (CRLF included) that rides in an IK msg1: the
+/// command `XBLACKPONY <suite> IK <base64(96 + this)>` CRLF then stays
+/// within RFC 5321's 512 octets. A longer one (a 255-octet domain) uses XX.
+pub const IK_MAX_EHLO: usize = 252;
+
 /// The frame type of msg2 and msg3 after the `220` (see suite::message).
 pub const NOISE_MESSAGE: u8 = 4;
 /// The frame type of the client's certificate, first thing in its records (IK).

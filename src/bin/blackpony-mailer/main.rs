@@ -322,18 +322,29 @@ fn config(
         .map_err(|e| Error::Config(format!("/etc/resolv.conf: {e}")))?,
     };
     let suites = cli::suites(m, &CLIENT_DEFAULT)?;
+    let key = LazyHostKey::new(key_path);
+    if suites.uses_rsa() {
+        // Refuse a broken or unsafe RSA key at start, not mid-delivery.
+        key.get()?;
+    }
     let identity = cli::load_identity(key_path)?;
+    let mut suites = suites;
     if suites.uses_noise() && identity.is_none() {
-        return Err(Error::Key(format!(
-            "no static key beside {} (an RSA-only install: run blackpony --renew-cert --key {}; a new one: blackpony --generate-key --key {})",
+        // An RSA-only install (from before handshake v2): deliver with the
+        // other suites, and say how to get v2.
+        log::warn!(
+            "no static key beside {}: {} not used (run blackpony --renew-cert --key {})",
             key_path.display(),
-            key_path.display(),
+            blackpony::suite::NOISE,
             key_path.display()
-        )));
+        );
+        suites
+            .keyed
+            .retain(|s| *s != blackpony::suite::SuiteId::Noise);
     }
     Ok(OutboundConfig {
         port,
-        key: LazyHostKey::new(key_path),
+        key,
         identity,
         known_peers,
         default_policy,
