@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install what the test suite needs on a fresh Debian machine: the real
-# servers the integration tests start (dnsmasq, openbsd-inetd), chromium for
-# the HTML report test,
+# servers the integration tests start (dnsmasq, openbsd-inetd),
+# systemd-socket-activate (package systemd) for the Accept=no tests,
+# chromium for the HTML report test,
 # a capture tool (tshark) and Python for the smtplib client.
 # Safe to run again; needs root (or sudo) for apt-get.
 set -eu
@@ -13,6 +14,8 @@ need=""
 for pkg in dnsmasq-base openbsd-inetd python3 tshark chromium fonts-liberation; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
+# A container may lack systemd: the tests only need this one program of it.
+[ -x /usr/bin/systemd-socket-activate ] || need="$need systemd"
 if [ -n "$need" ]; then
     # Package scripts must not start system daemons on this machine.
     if [ ! -e /usr/sbin/policy-rc.d ]; then
