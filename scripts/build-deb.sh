@@ -14,7 +14,9 @@
 #   DEB_REVISION         Debian revision (default 1): version <cargo version>-<revision>
 #   DEB_MAINTAINER       "Name <address>" for the Maintainer field (default:
 #                        the first of Cargo.toml's authors, else a placeholder)
-#   BLACKPONY_SYSTEMD_DIR  where blackpony.socket and blackpony@.service are
+#   BLACKPONY_SYSTEMD_DIR  where the units are: blackpony.socket and
+#                        blackpony@.service (Accept=yes), blackpony-threaded.socket
+#                        and blackpony-threaded.service (Accept=no)
 #                        (default: deploy/systemd)
 #   DEB_LINTIAN=0        do not run lintian even if it is installed
 #   SOURCE_DATE_EPOCH    timestamp of every file (default: the last commit)
@@ -47,7 +49,8 @@ case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO/$TARGET_DIR ;; esac
 OUT=$TARGET_DIR/debian
 DEB=$OUT/blackpony_${VERSION}_${ARCH}.deb
 SYSTEMD_DIR=${BLACKPONY_SYSTEMD_DIR:-$REPO/deploy/systemd}
-for f in blackpony.socket blackpony@.service; do
+UNITS="blackpony.socket blackpony@.service blackpony-threaded.socket blackpony-threaded.service"
+for f in $UNITS; do
     [ -f "$SYSTEMD_DIR/$f" ] || die "$SYSTEMD_DIR/$f is missing (set BLACKPONY_SYSTEMD_DIR)"
 done
 for f in postinst prerm postrm conffiles control.in copyright policy README.Debian; do
@@ -154,7 +157,9 @@ install -m 644 "$WORK/changelog.Debian" "$DOC/changelog.Debian"
 for f in "$DOC"/changelog "$DOC"/changelog.Debian; do gzip -9n "$f"; done
 find "$DOC" -type f ! -name copyright ! -name '*.gz' -size +4k -exec gzip -9n {} +
 
-install -m 644 "$SYSTEMD_DIR/blackpony.socket" "$SYSTEMD_DIR/blackpony@.service" "$S/lib/systemd/system/"
+for f in $UNITS; do
+    install -m 644 "$SYSTEMD_DIR/$f" "$S/lib/systemd/system/"
+done
 install -m 644 deploy/debian/policy "$S/etc/blackpony/policy"
 
 # ---------------------------------------------------------------- control

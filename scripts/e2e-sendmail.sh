@@ -1,8 +1,8 @@
 #!/bin/bash
 # End-to-end test with real programs: two sendmail sites on loopback
-# addresses, blackpony under a real openbsd-inetd (then xinetd), DNS from a
-# real dnsmasq, a capture with tshark, and the systemd unit files checked
-# with systemd-analyze. Run as root on Debian 12 after
+# addresses, blackpony under a real openbsd-inetd (then xinetd, then
+# systemd-socket-activate with Accept=no), DNS from a real dnsmasq, a capture
+# with tshark, and the systemd unit files checked with systemd-analyze. Run as root on Debian 12 after
 # scripts/install-test-deps.sh; installs sendmail-bin and sendmail-cf itself.
 #
 #   scripts/e2e-sendmail.sh
@@ -355,6 +355,21 @@ done
 echo "site B inetd.conf:"
 sed 's/^/    /' "$D/b/inetd.conf"
 
+# The same for systemd socket activation with Accept=no: blackpony-threaded.socket
+# and .service as systemd-socket-activate (systemd's own tool) runs them,
+# on 127.0.0.3:25, with this run's arguments, as the service's User=/Group=
+# (setpriv execs, so blackpony keeps the pid LISTEN_PID names).
+TH_USER=$(sed -n 's/^User=//p' "$REPO/deploy/systemd/blackpony-threaded.service")
+TH_GROUP=$(sed -n 's/^Group=//p' "$REPO/deploy/systemd/blackpony-threaded.service")
+[ "$TH_USER:$TH_GROUP" = "$INBOUND_USER" ] ||
+    die "blackpony-threaded.service runs as $TH_USER:$TH_GROUP, inetd.conf.sample as $INBOUND_USER: one user must own the key"
+# shellcheck disable=SC2086 # B_ARGS is a list of words
+# SYSTEMD_LOG_LEVEL=warning: systemd-socket-activate's own "Listening on"
+# notice would otherwise share the output file that must stay empty.
+printf '%s\n' env SYSTEMD_LOG_LEVEL=warning /usr/bin/systemd-socket-activate --listen=127.0.0.3:25 -- \
+    setpriv --reuid="$TH_USER" --regid="$TH_GROUP" --init-groups -- \
+    "$BP" $B_ARGS --max-connections 20 --shutdown-grace 10 >"$D/b/activate.cmd"
+
 # Host keys (0600, owned by the user that runs each side), A's known-peers
 # directory (0750), and the log files of both programs.
 for s in a b; do
@@ -396,6 +411,14 @@ if [ "${E2E_XINETD:-1}" != 0 ]; then
     fi
 else
     echo "SKIP  [X] xinetd (E2E_XINETD=0)"
+fi
+
+phase activate
+if [ -x /usr/bin/systemd-socket-activate ]; then
+    runpy activate || rc=1
+else
+    echo "FAIL  [S] /usr/bin/systemd-socket-activate is missing (package systemd; scripts/install-test-deps.sh)"
+    rc=1
 fi
 
 phase systemd

@@ -3,11 +3,13 @@
 //! encrypts when the client asks for it. Only wiring lives here.
 #![forbid(unsafe_code)]
 
+mod activation;
+mod server;
+
 use std::io::Write;
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use blackpony::channel::BoxRead;
 use blackpony::cli;
@@ -66,6 +68,7 @@ fn options() -> getopts::Options {
         "size of a generated key: 2048 (default), 3072 or 4096",
         "BITS",
     );
+    server::add_options(&mut o);
     cli::common_options(&mut o);
     o
 }
@@ -82,17 +85,22 @@ fn usage(o: &getopts::Options) -> String {
     o.usage(
         "Usage: blackpony [--backend HOST:PORT] [--listen ADDR:PORT] [--key FILE] [--allow-rot]\n\
          \x20                [--log FILE] [--timeout SECS] [--source ADDR] [--proxy-protocol v1|v2] [--xclient]\n\
+         \x20                [--max-connections N] [--shutdown-grace SECS]\n\
          \x20      blackpony --generate-key [--key FILE]   |   blackpony --fingerprint [--key FILE]\n\n\
          The inbound side of blackpony. Run it from inetd, xinetd or systemd (Accept=yes) on\n\
          port 25 with the client's socket on stdin/stdout; it relays SMTP to the real MTA at\n\
          --backend, adds `XBLACKPONY <suites>` to the EHLO reply and encrypts when the client\n\
-         asks. Piped from a file (blackpony < session.txt) it replays a recorded session and\n\
+         asks. Started by systemd socket activation (Accept=no: LISTEN_FDS) or with --listen\n\
+         it accepts the connections itself, a thread each, up to --max-connections, and stops\n\
+         cleanly on SIGTERM. Piped from a file (blackpony < session.txt) it replays a recorded session and\n\
          writes the replies to stdout. Logs go to syslog (mail facility) or --log; RUST_LOG\n\
          sets the level. Nothing but SMTP is ever written to stdout or stderr.",
     )
 }
 
 fn main() -> ExitCode {
+    // First, while there is one thread: this reads and unsets LISTEN_*.
+    let activated = activation::take_listeners();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let o = options();
     let m = match o.parse(&args) {
@@ -147,9 +155,45 @@ fn main() -> ExitCode {
             return config_error(&e);
         }
     };
-    match m.opt_str("listen") {
-        Some(addr) => listen(&addr, cfg),
-        None => serve_stdin(&cfg),
+    let limits = match server::limits(&m) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            return config_error(&e);
+        }
+    };
+    match (activated, m.opt_str("listen")) {
+        (Err(e), _) => {
+            let e = Error::Config(e);
+            log::error!("{e}");
+            config_error(&e)
+        }
+        (Ok(Some(_)), Some(_)) => {
+            let e = Error::Config("--listen: systemd passed the listening socket already".into());
+            log::error!("{e}");
+            config_error(&e)
+        }
+        (Ok(Some(listeners)), None) => {
+            let addrs: Vec<String> = listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| a.to_string())
+                .collect();
+            log::info!(
+                "started by systemd socket activation (Accept=no) on {}, backend {}, up to {} sessions",
+                addrs.join(" "),
+                cfg.backend,
+                limits.max_connections
+            );
+            serve_threaded(listeners, limits, cfg)
+        }
+        (Ok(None), Some(addr)) => listen(&addr, limits, cfg),
+        (Ok(None), None) => {
+            // Debug only: under inetd every session is a process, and this
+            // line would double what syslog gets per connection.
+            log::debug!("started by inetd (one session on stdin/stdout)");
+            serve_stdin(&cfg)
+        }
     }
 }
 
@@ -240,7 +284,7 @@ fn serve_stdin(cfg: &InboundConfig) -> ExitCode {
 }
 
 /// Standalone mode: accept connections and serve each on its own thread.
-fn listen(addr: &str, cfg: InboundConfig) -> ExitCode {
+fn listen(addr: &str, limits: server::Limits, cfg: InboundConfig) -> ExitCode {
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -249,20 +293,21 @@ fn listen(addr: &str, cfg: InboundConfig) -> ExitCode {
             return ExitCode::from(exit::OSERR as u8);
         }
     };
-    log::info!("listening on {addr}, backend {}", cfg.backend);
-    let cfg = Arc::new(cfg);
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("accept: {e}");
-                continue;
-            }
-        };
-        let cfg = Arc::clone(&cfg);
-        std::thread::spawn(move || serve_stream(stream, &cfg));
-    }
-    ExitCode::SUCCESS
+    log::info!(
+        "started with --listen on {addr}, backend {}, up to {} sessions",
+        cfg.backend,
+        limits.max_connections
+    );
+    serve_threaded(vec![listener], limits, cfg)
+}
+
+/// --listen and socket activation: a thread per connection (server.rs).
+fn serve_threaded(
+    listeners: Vec<TcpListener>,
+    limits: server::Limits,
+    cfg: InboundConfig,
+) -> ExitCode {
+    server::run(listeners, limits, move |stream| serve_stream(stream, &cfg))
 }
 
 fn serve_stream(stream: TcpStream, cfg: &InboundConfig) {

@@ -10,7 +10,7 @@
 #   ctl.sh runq SITE      sendmail -qf for SITE (a, a2): retry the queue now, in the foreground
 #   ctl.sh mailq SITE     sendmail -bp for SITE
 #
-# NAME: dns syslog sm-a sm-a2 sm-b sm-p inetd-b xinetd-b
+# NAME: dns syslog sm-a sm-a2 sm-b sm-p inetd-b xinetd-b activate-b
 # Environment: E2E_DIR (the run's directory), E2E_DNS_PORT (default 5353).
 # PIDs are in $E2E_DIR/run/NAME.pid; output in $E2E_DIR/logs/NAME.out.
 #
@@ -40,7 +40,7 @@ listen_addr() {
     dns) echo "udp:127.0.0.1:$DNS_PORT" ;;
     sm-*) set -- $(sm_host "${1#sm-}") && echo "tcp:$2:$3" ;;
     inetd-b) echo "tcp:127.0.0.3:25 tcp:127.0.0.7:25" ;;
-    xinetd-b) echo "tcp:127.0.0.3:25" ;;
+    xinetd-b | activate-b) echo "tcp:127.0.0.3:25" ;;
     *) echo "" ;;
     esac
 }
@@ -89,6 +89,8 @@ cmd_of() {
         ;;
     inetd-b) CMD=(/usr/sbin/inetd -i -R 100000 "$D/b/inetd.conf") ;;
     xinetd-b) CMD=("$D/xinetd/usr/sbin/xinetd" -dontfork -f "$D/b/xinetd.conf" -pidfile "$D/run/xinetd.pidfile") ;;
+    # One word per line, written by e2e-sendmail.sh.
+    activate-b) mapfile -t CMD <"$D/b/activate.cmd" ;;
     *) echo "unknown daemon $1" >&2; return 1 ;;
     esac
 }
@@ -188,7 +190,7 @@ stop)
 stop-all)
     rc=0
     # Senders first (so nothing new starts), the DNS and the log sink last.
-    for n in sm-a sm-a2 inetd-b xinetd-b sm-b sm-p dns syslog; do stop "$n" || rc=1; done
+    for n in sm-a sm-a2 inetd-b xinetd-b activate-b sm-b sm-p dns syslog; do stop "$n" || rc=1; done
     exit $rc
     ;;
 status)

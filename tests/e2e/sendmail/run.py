@@ -2,7 +2,7 @@
 """End-to-end checks over real sendmail, inetd/xinetd, dnsmasq and tshark.
 
 Run by scripts/e2e-sendmail.sh, which builds the topology and starts the
-daemons (see its header). Usage: run.py main | xinetd | systemd
+daemons (see its header). Usage: run.py main | xinetd | activate | systemd
 Prints one PASS or FAIL line per check and exits 1 if any failed.
 
 Environment: E2E_DIR, BLACKPONY_BIN, E2E_REPO, E2E_CTL (ctl.sh), E2E_DNS_PORT.
@@ -696,6 +696,48 @@ def test_xinetd():
             ctl("start", "inetd-b", check=False)
 
 
+def test_activate():
+    with Test("S blackpony under systemd-socket-activate, Accept=no (blackpony-threaded.socket)"):
+        info("command: " + " ".join(open(os.path.join(D, "b", "activate.cmd")).read().split()))
+        ctl("stop", "inetd-b")
+        try:
+            bmark = log_mark(B_LOG)
+            started = ctl("start", "activate-b", check=False)
+            if not report(started.returncode == 0, "[S] systemd-socket-activate listens on 127.0.0.3:25",
+                          started.stderr + open(os.path.join(D, "logs", "activate-b.out")).read()[-2000:]):
+                return
+            offer = ehlo_offer(B_PUBLIC, B_LOG)
+            want = offer[0] if offer else "?"
+            msgs = [msg_long("alice@site-a.test", "bob@site-b.test", tag="activate%d" % i) for i in range(3)]
+            for m in msgs:
+                refused = send(A, "alice@site-a.test", ["bob@site-b.test"], m)
+                report(not refused, "[S] site A accepted mail for bob@site-b.test")
+            for i, m in enumerate(msgs):
+                check_delivered("b", "activate%d" % i, m,
+                                "[S] A -> systemd-socket-activate/blackpony -> B: message %d delivered byte for byte" % i)
+            # sendmail may carry the three messages over one connection or several.
+            lines = wait_lines(B_LOG, bmark, r"\bsession client=", count=2)
+            pids = {m.group(1) for m in (re.search(r"blackpony\[(\d+)\]", l) for l in lines) if m}
+            report(len(lines) >= 2 and all(field(l, "suite") == want for l in lines[1:]) and len(pids) == 1,
+                   "[S] the probe and sendmail's sessions (%d), encrypted with %s, all served by one process"
+                   % (len(lines) - 1, want), "\n".join(lines))
+            code, ehlo, replies = smtp_dialogue(B_PUBLIC, OUTSIDE, "outside.example", [
+                "MAIL FROM:<spammer@outside.example>", "RCPT TO:<x@elsewhere.test>"])
+            report(replies[1][0] == 550 and "[%s]" % B_SOURCE in ehlo,
+                   "[S] under socket activation: relaying denied (550), sendmail sees [%s]" % B_SOURCE, repr(replies))
+            ctl("stop", "activate-b")
+            log = "\n".join(log_since(B_LOG, bmark))
+            report("started by systemd socket activation (Accept=no) on 127.0.0.3:25" in log
+                   and re.search(r"SIGTERM: no longer accepting", log) and re.search(r"stopped: \d+ session\(s\) served, 0 refused.*0 cut", log),
+                   "[S] the mode is logged at start, SIGTERM stops it cleanly with the counts logged",
+                   log[-1500:])
+            out = open(os.path.join(D, "logs", "activate-b.out")).read()
+            report(out == "", "[S] nothing written to stdout or stderr", out[-500:])
+        finally:
+            ctl("stop", "activate-b", check=False)
+            ctl("start", "inetd-b", check=False)
+
+
 def test_systemd():
     with Test("6 systemd units (deploy/systemd)"):
         sock = os.path.join(REPO, "deploy", "systemd", "blackpony.socket")
@@ -728,6 +770,23 @@ def test_systemd():
         report("--source" in execs or "--proxy-protocol" in execs or "--xclient" in execs,
                "[6] blackpony@.service: ExecStart passes --source/--proxy-protocol/--xclient (no open relay)", execs)
 
+        # The Accept=no pair: one long-running process, the same sandbox.
+        tsock = os.path.join(REPO, "deploy", "systemd", "blackpony-threaded.socket")
+        tsvc = os.path.join(REPO, "deploy", "systemd", "blackpony-threaded.service")
+        ts, tv = parse_unit(open(tsock).read()), parse_unit(open(tsvc).read())
+        report(ts.get(("Socket", "Accept")) == ["no"] and ts.get(("Socket", "Service")) == ["blackpony-threaded.service"],
+               "[6] blackpony-threaded.socket: Accept=no, Service=blackpony-threaded.service", repr(ts))
+        texecs = " ".join(tv.get(("Service", "ExecStart"), []))
+        report("--max-connections" in texecs and "--shutdown-grace" in texecs
+               and ("--source" in texecs or "--proxy-protocol" in texecs or "--xclient" in texecs),
+               "[6] blackpony-threaded.service: ExecStart has --max-connections, --shutdown-grace and no open relay",
+               texecs)
+        same = [k for k in v if k[0] == "Service" and k[1] not in (
+            "ExecStart", "StandardInput", "StandardOutput", "RuntimeMaxSec")]
+        differ = [k[1] for k in same if tv.get(k) != v.get(k)]
+        report(not differ, "[6] blackpony-threaded.service has blackpony@.service's sandbox, user and credential",
+               "differs: %s" % differ)
+
         sda = shutil.which("systemd-analyze")
         if not sda:
             info("systemd-analyze is not installed: only the checks above ran (no systemd verification)")
@@ -738,7 +797,7 @@ def test_systemd():
         vdir = os.path.join(D, "systemd")
         os.makedirs(vdir, exist_ok=True)
         notes = []
-        for path in (sock, svc):
+        for path in (sock, svc, tsock, tsvc):
             text = open(path).read()
             exe = re.search(r"^ExecStart=[-@:+!]*(\S+)", text, re.M)
             if exe and not os.access(exe.group(1), os.X_OK):
@@ -746,20 +805,21 @@ def test_systemd():
                 notes.append("ExecStart path %s -> %s" % (exe.group(1), os.path.join(BIN, "blackpony")))
             open(os.path.join(vdir, os.path.basename(path)), "w").write(text)
         man = subprocess.run(["man", "-w", "8", "blackpony"], capture_output=True).returncode == 0
-        args = [sda, "verify"] + ([] if man else ["--man=no"]) + [
-            os.path.join(vdir, "blackpony.socket"), os.path.join(vdir, "blackpony@.service")]
+        names = ["blackpony.socket", "blackpony@.service", "blackpony-threaded.socket", "blackpony-threaded.service"]
+        args = [sda, "verify"] + ([] if man else ["--man=no"]) + [os.path.join(vdir, n) for n in names]
         if not man:
             notes.append("--man=no: blackpony(8) is not installed yet")
         r = subprocess.run(args, capture_output=True, text=True, cwd=vdir)
         report(r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(),
-               "[6] systemd-analyze verify blackpony.socket blackpony@.service: clean"
+               "[6] systemd-analyze verify %s: clean" % " ".join(names)
                + (" (%s)" % "; ".join(notes) if notes else ""), (r.stdout + r.stderr).strip())
-        r = subprocess.run([sda, "security", "--offline=yes", os.path.join(vdir, "blackpony@.service")],
-                           capture_output=True, text=True, cwd=vdir)
-        m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", r.stdout)
-        report(m is not None and float(m.group(1)) <= 2.0,
-               "[6] systemd-analyze security: exposure %s %s (at most 2.0)" % (m.groups() if m else ("?", "?")),
-               r.stdout[-1500:] + r.stderr)
+        for name in ("blackpony@.service", "blackpony-threaded.service"):
+            r = subprocess.run([sda, "security", "--offline=yes", os.path.join(vdir, name)],
+                               capture_output=True, text=True, cwd=vdir)
+            m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", r.stdout)
+            report(m is not None and float(m.group(1)) <= 2.0,
+                   "[6] systemd-analyze security %s: exposure %s %s (at most 2.0)"
+                   % ((name,) + (m.groups() if m else ("?", "?"))), r.stdout[-1500:] + r.stderr)
         syscalls_under_filter(sda, v)
 
 
@@ -861,6 +921,8 @@ def main():
             test()
     elif what == "xinetd":
         test_xinetd()
+    elif what == "activate":
+        test_activate()
     elif what == "systemd":
         test_systemd()
     else:
