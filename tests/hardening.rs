@@ -435,9 +435,10 @@ fn two_hundred_concurrent_connections_are_all_served() {
     const N: usize = 200;
     let dir = scratch("hard-200");
     let sink = Sink::start();
+    // Above the default --max-connections (100), which would answer 421.
     let (d, addr) = start_inbound_at(
         sink.addr,
-        &["--timeout", "60"],
+        &["--timeout", "60", "--max-connections", "250"],
         &dir.join("inbound.log"),
         "info",
     );
