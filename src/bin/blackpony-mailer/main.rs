@@ -327,7 +327,12 @@ fn config(
         // Refuse a broken or unsafe RSA key at start, not mid-delivery.
         key.get()?;
     }
-    let identity = cli::load_identity(key_path)?;
+    // v2 is optional for a client: an unreadable static key is an error in
+    // the log, and delivery goes on with the other suites.
+    let identity = cli::load_identity(key_path).unwrap_or_else(|e| {
+        log::error!("{e}");
+        None
+    });
     let mut suites = suites;
     if suites.uses_noise() && identity.is_none() {
         // An RSA-only install (from before handshake v2): deliver with the
