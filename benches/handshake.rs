@@ -23,11 +23,11 @@ use rsa::{Pss, PublicKey};
 use sha2::{Digest, Sha256};
 use x25519_dalek::{EphemeralSecret, PublicKey as DhPublic};
 
+use base64ct::{Base64, Encoding};
 use blackpony::crypto::{oaep, random_secret};
 use blackpony::keys::{parse_peer_key, HostKey};
 use blackpony::suite::keyed::{ClientStart, ServerAwaitKey};
 use blackpony::suite::SuiteId;
-use blackpony::wire::base64;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Case {
@@ -186,7 +186,7 @@ impl Ctx {
         });
         let (start, arg) = start;
         let (server_hello, state) = step(s, || {
-            let hello = base64::decode(&arg).expect("base64");
+            let hello = Base64::decode_vec(&arg).expect("base64");
             ServerAwaitKey::new(suite, &self.server_key, OFFER, &hello).expect("hello parses")
         });
         let (flight, _keys, awaiting) = step(c, || {

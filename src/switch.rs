@@ -12,7 +12,7 @@ use std::io::{BufReader, Cursor, Read, Write};
 use base64ct::{Base64, Encoding};
 
 use crate::cert::VerifiedCert;
-use crate::channel::BoxRead;
+use crate::channel::{BoxRead, BoxSink};
 use crate::keys::HostKey;
 use crate::limits::{COPY_BUFFER, MAX_LINE};
 use crate::peer::Peer;
@@ -27,7 +27,7 @@ use crate::suite::noise_suite::{
 };
 use crate::suite::rot::{RotReader, RotWriter};
 use crate::suite::{SuiteId, SuitePolicy, NOISE};
-use crate::wire::record::{RecordReader, RecordWriter};
+use crate::wire::record::{RecordReader, RecordWriter, Sealer};
 use crate::{Error, KEYWORD};
 
 /// A finished switch: the suite and, for keyed suites, who the peer is.
@@ -133,15 +133,12 @@ pub fn serve(
     let client_key = message::read(&mut src, CLIENT_KEY).map_err(|_| Error::Crypto)?;
     let (finished, keys) = state.on_client_key(&client_key)?;
     // Finished goes out as it is; everything after it in records.
-    let (_, _, mut raw_writer) = client.take_streams();
-    raw_writer
+    let mut w = sealed_writer(client, keys.sealer);
+    w.get_mut()
         .write_all(&finished)
-        .and_then(|_| raw_writer.flush())
+        .and_then(|_| w.get_mut().flush())
         .map_err(Error::io(client.name))?;
-    client.replace(
-        LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
-        Box::new(RecordWriter::new(raw_writer, keys.sealer)),
-    );
+    install(client, RecordReader::new(src, keys.opener), w);
     Ok(Some(Switched::to(suite, Some(keys.peer_fingerprint))))
 }
 
@@ -159,11 +156,7 @@ fn serve_v2(
     let msg1 = args.get(2).filter(|_| args.len() == 3);
     let msg1 = msg1.and_then(|a| Base64::decode_vec(a).ok());
     let (Some(pattern), Some(msg1)) = (args.get(1), msg1) else {
-        return refuse(
-            client,
-            501,
-            "5.5.4 Syntax: XBLACKPONY <suite> XX|IK <base64 message>",
-        );
+        return refuse(client, 501, V2_SYNTAX);
     };
     let go_ahead = format!("220 2.0.0 Go ahead with {NOISE}\r\n").into_bytes();
     let prologue = noise_suite::prologue(side.offer, NOISE, side.outer_ehlo);
@@ -174,24 +167,16 @@ fn serve_v2(
         check_injection(client, side.live)?;
         client.send(&[go_ahead, message::frame(NOISE_MESSAGE, &msg2)].concat())?;
         let mut src = buffered_rest(client);
-        let msg3 = message::read(&mut src, NOISE_MESSAGE).map_err(|_| Error::Crypto)?;
-        let keys = state.on_msg3(message::body(&msg3, NOISE_MESSAGE).ok_or(Error::Crypto)?)?;
-        let (_, _, raw_writer) = client.take_streams();
-        client.replace(
-            LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
-            Box::new(RecordWriter::new(raw_writer, keys.sealer)),
-        );
+        let keys = state.on_msg3(&read_body(&mut src, NOISE_MESSAGE)?)?;
+        let w = sealed_writer(client, keys.sealer);
+        install(client, RecordReader::new(src, keys.opener), w);
         return Ok(Some(Switched::to(
             SuiteId::Noise,
             Some(keys.peer_fingerprint),
         )));
     }
     if !pattern.eq_ignore_ascii_case("IK") {
-        return refuse(
-            client,
-            501,
-            "5.5.4 Syntax: XBLACKPONY <suite> XX|IK <base64 message>",
-        );
+        return refuse(client, 501, V2_SYNTAX);
     }
     let Some((state, ehlo)) = ServerIk::start(id, &prologue, &msg1) else {
         // Most likely a client whose cached copy of our static key is stale.
@@ -210,14 +195,10 @@ fn serve_v2(
     let src = buffered_rest(client);
     let mut records = RecordReader::new(src, keys.opener);
     // The client's certificate comes first; nothing it sends is relayed before.
-    let cert = message::read(&mut records, IDENTITY).map_err(|_| Error::Crypto)?;
-    let cert = message::body(&cert, IDENTITY).ok_or(Error::Crypto)?;
-    let peer = noise_suite::check_identity(&client_static, cert)?;
-    let (_, _, raw_writer) = client.take_streams();
-    client.replace(
-        LineReader::new(Box::new(records)),
-        Box::new(RecordWriter::new(raw_writer, keys.sealer)),
-    );
+    let cert = read_body(&mut records, IDENTITY)?;
+    let peer = noise_suite::check_identity(&client_static, &cert)?;
+    let w = sealed_writer(client, keys.sealer);
+    install(client, records, w);
     let mut on = Switched::to(SuiteId::Noise, Some(peer.fingerprint));
     on.greeted = true;
     Ok(Some(on))
@@ -277,17 +258,13 @@ pub fn request(
         opener,
         peer_fingerprint,
     } = keys;
-    let (_, _, raw_writer) = remote.take_streams();
-    let mut w = RecordWriter::new(raw_writer, sealer);
+    let mut w = sealed_writer(remote, sealer);
     // Our key, our Finished and the inner EHLO in one flight.
     w.send_with_prefix(&flight, inner_ehlo)
         .map_err(Error::io(remote.name))?;
     let finished = message::read(&mut src, SERVER_FINISHED).map_err(|_| Error::Crypto)?;
     awaiting.on_server_finished(&finished)?;
-    remote.replace(
-        LineReader::new(Box::new(RecordReader::new(src, opener))),
-        Box::new(w),
-    );
+    install(remote, RecordReader::new(src, opener), w);
     Ok((
         remote.read_reply()?,
         Switched::to(suite, Some(peer_fingerprint)),
@@ -308,21 +285,15 @@ fn request_xx(
     remote.send(format!("{KEYWORD} {NOISE} XX {msg1}\r\n").as_bytes())?;
     expect_go_ahead(remote)?;
     let mut src = buffered_rest(remote);
-    let msg2 = message::read(&mut src, NOISE_MESSAGE).map_err(|_| Error::Crypto)?;
-    let msg2 = message::body(&msg2, NOISE_MESSAGE).ok_or(Error::Crypto)?;
-    let (verified, peer) = state.on_msg2(msg2)?;
+    let (verified, peer) = state.on_msg2(&read_body(&mut src, NOISE_MESSAGE)?)?;
     // The pin decision before msg3: a refused server learns nothing more.
     pin_check(&peer.fingerprint)?;
     let server_cert = verified.cert_s.clone();
     let (msg3, keys) = verified.finish(id)?;
-    let (_, _, raw_writer) = remote.take_streams();
-    let mut w = RecordWriter::new(raw_writer, keys.sealer);
+    let mut w = sealed_writer(remote, keys.sealer);
     w.send_with_prefix(&message::frame(NOISE_MESSAGE, &msg3), inner_ehlo)
         .map_err(Error::io(remote.name))?;
-    remote.replace(
-        LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
-        Box::new(w),
-    );
+    install(remote, RecordReader::new(src, keys.opener), w);
     let mut on = Switched::to(SuiteId::Noise, Some(keys.peer_fingerprint));
     on.server_cert = Some(server_cert);
     Ok((remote.read_reply()?, on))
@@ -347,24 +318,41 @@ fn request_ik(
         return Ok(None);
     }
     let mut src = buffered_rest(remote);
-    let msg2 = message::read(&mut src, NOISE_MESSAGE).map_err(|_| Error::Crypto)?;
-    let msg2 = message::body(&msg2, NOISE_MESSAGE).ok_or(Error::Crypto)?;
-    let (inner, keys) = state.on_msg2(msg2)?;
+    let (inner, keys) = state.on_msg2(&read_body(&mut src, NOISE_MESSAGE)?)?;
     let mut inner_reader = LineReader::new(std::io::Cursor::new(inner));
     let inner = crate::smtp::reply::read_reply(&mut inner_reader, remote.name)?;
-    let (_, _, raw_writer) = remote.take_streams();
-    let mut w = RecordWriter::new(raw_writer, keys.sealer);
+    let mut w = sealed_writer(remote, keys.sealer);
     // Our certificate first, in the records: MAIL may follow at once.
     w.write_all(&message::frame(IDENTITY, &id.cert_bytes))
         .and_then(|_| w.flush())
         .map_err(Error::io(remote.name))?;
-    remote.replace(
-        LineReader::new(Box::new(RecordReader::new(src, keys.opener))),
-        Box::new(w),
-    );
+    install(remote, RecordReader::new(src, keys.opener), w);
     let mut on = Switched::to(SuiteId::Noise, Some(keys.peer_fingerprint));
     on.greeted = true;
     Ok(Some((inner, on)))
+}
+
+/// The refusal of a malformed v2 command.
+const V2_SYNTAX: &str = "5.5.4 Syntax: XBLACKPONY <suite> XX|IK <base64 message>";
+
+/// One handshake message of type `kind`, its body only. Any failure is the
+/// one opaque crypto error: the peer learns nothing about which check failed.
+fn read_body(src: &mut impl Read, kind: u8) -> Result<Vec<u8>, Error> {
+    let mut m = message::read(src, kind).map_err(|_| Error::Crypto)?;
+    m.drain(..3);
+    Ok(m)
+}
+
+/// The writing half of `peer` under `sealer` (its reading half was taken
+/// by [`buffered_rest`]).
+fn sealed_writer(peer: &mut Peer, sealer: Sealer) -> RecordWriter<BoxSink> {
+    let (_, _, raw) = peer.take_streams();
+    RecordWriter::new(raw, sealer)
+}
+
+/// `peer` reads and writes records from here on.
+fn install(peer: &mut Peer, reader: RecordReader<BoxRead>, writer: RecordWriter<BoxSink>) {
+    peer.replace(LineReader::new(Box::new(reader)), Box::new(writer));
 }
 
 fn expect_go_ahead(remote: &mut Peer) -> Result<(), Error> {

@@ -86,6 +86,7 @@ fn graph() -> (Graph, Graph) {
         &mut files,
     );
     let top: BTreeSet<String> = files.iter().filter_map(|(r, _)| module_of(r, 1)).collect();
+    let seconds: BTreeSet<String> = files.iter().filter_map(|(r, _)| module_of(r, 2)).collect();
     let (mut g1, mut g2) = (Graph::new(), Graph::new());
     for (rel, text) in &files {
         let Some(m) = module_of(rel, 1) else { continue };
@@ -100,26 +101,16 @@ fn graph() -> (Graph, Graph) {
                 edges.insert(t);
             }
         }
-        // Inside a directory: `super::x` between sibling files.
+        // Inside a directory: `super::x` or `crate::<dir>::x` between sibling files.
         if let Some(sub) = module_of(rel, 2) {
             let e = g2.entry(sub.clone()).or_default();
-            for t in targets(text, "super::") {
+            let names = targets(text, "super::");
+            for t in names
+                .into_iter()
+                .chain(targets(text, &format!("crate::{m}::")))
+            {
                 let sib = format!("{m}::{t}");
-                if sib != sub
-                    && files
-                        .iter()
-                        .any(|(r, _)| module_of(r, 2).as_deref() == Some(&sib))
-                {
-                    e.insert(sib);
-                }
-            }
-            for t in targets(text, &format!("crate::{m}::")) {
-                let sib = format!("{m}::{t}");
-                if sib != sub
-                    && files
-                        .iter()
-                        .any(|(r, _)| module_of(r, 2).as_deref() == Some(&sib))
-                {
+                if sib != sub && seconds.contains(&sib) {
                     e.insert(sib);
                 }
             }

@@ -6,7 +6,6 @@ use super::message::{self, SERVER_FINISHED};
 use super::SuiteId;
 use crate::crypto::hash::{Transcript, HASH_LEN};
 use crate::crypto::mac::MAC_LEN;
-use crate::keys::fingerprint;
 use crate::wire::record::{Opener, ProtectionFactory, Sealer};
 use crate::wire::schedule::{Role, Schedule};
 use crate::Error;
@@ -21,21 +20,17 @@ pub struct Keys {
     pub peer_fingerprint: String,
 }
 
-/// The record keys `role` uses, and the peer's name.
+/// The record keys `role` uses, and the peer's name (its key fingerprint).
 pub fn keys_for(
     role: Role,
     schedule: &Schedule,
     factory: ProtectionFactory,
-    peer_spki: &[u8],
+    peer_fingerprint: String,
 ) -> Keys {
-    let other = match role {
-        Role::Client => Role::Server,
-        Role::Server => Role::Client,
-    };
     Keys {
         sealer: Sealer::new(factory, schedule.traffic(role)),
-        opener: Opener::new(factory, schedule.traffic(other)),
-        peer_fingerprint: fingerprint(peer_spki),
+        opener: Opener::new(factory, schedule.traffic(role.peer())),
+        peer_fingerprint,
     }
 }
 

@@ -20,13 +20,12 @@
 
 use x25519_dalek::StaticSecret;
 
-use super::common::Keys;
+use super::common::{keys_for, Keys};
 use crate::cert::{self, VerifiedCert};
 use crate::noise::{HandshakeState, Pattern};
 use crate::static_key::StaticIdentity;
 use crate::wire::aead::protection;
 use crate::wire::codec::Writer;
-use crate::wire::record::{Opener, Sealer};
 use crate::wire::schedule::{Role, Schedule};
 use crate::Error;
 
@@ -63,15 +62,7 @@ fn keys(hs: HandshakeState, role: Role, peer_fingerprint: String) -> Result<Keys
     ikm.expose_mut()[..32].copy_from_slice(split.initiator_to_responder.expose());
     ikm.expose_mut()[32..].copy_from_slice(split.responder_to_initiator.expose());
     let schedule = Schedule::new(b"", b"", ikm.expose(), split.handshake_hash);
-    let other = match role {
-        Role::Client => Role::Server,
-        Role::Server => Role::Client,
-    };
-    Ok(Keys {
-        sealer: Sealer::new(protection, schedule.traffic(role)),
-        opener: Opener::new(protection, schedule.traffic(other)),
-        peer_fingerprint,
-    })
+    Ok(keys_for(role, &schedule, protection, peer_fingerprint))
 }
 
 /// A peer's certificate, checked against the static key the handshake

@@ -25,7 +25,7 @@ use crate::crypto::hash::Transcript;
 use crate::crypto::mac::{MacKey, MAC_KEY_LEN, MAC_LEN};
 use crate::crypto::oaep::{self, SECRET_LEN};
 use crate::crypto::{random_bytes, random_secret, Secret};
-use crate::keys::{parse_peer_key, HostKey};
+use crate::keys::{fingerprint, parse_peer_key, HostKey};
 use crate::limits::REKEY_BYTES;
 use crate::wire::codec::{Reader, Writer};
 use crate::wire::record::{Protection, HEADER_LEN};
@@ -147,7 +147,7 @@ impl<'k> ClientStart<'k> {
 
         let mut w = Writer::new();
         w.vec16(&wrapped_c).bytes(&finished_c);
-        let keys = keys_for(Role::Client, &schedule, protection, spki_s);
+        let keys = keys_for(Role::Client, &schedule, protection, fingerprint(spki_s));
         Ok((
             message::frame(CLIENT_KEY, &w.buf),
             keys,
@@ -235,7 +235,12 @@ impl<'k> ServerAwaitKey<'k> {
         self.transcript.add(finished_c);
         let th2 = self.transcript.current();
         let finished_s = schedule.finished(Role::Server, &th2);
-        let keys = keys_for(Role::Server, &schedule, protection, &self.spki_c);
+        let keys = keys_for(
+            Role::Server,
+            &schedule,
+            protection,
+            fingerprint(&self.spki_c),
+        );
         Ok((
             message::frame(super::message::SERVER_FINISHED, &finished_s),
             keys,

@@ -28,7 +28,7 @@ use super::SuiteId;
 use crate::crypto::hash::{sha256, Transcript, HASH_LEN};
 use crate::crypto::mac::MAC_LEN;
 use crate::crypto::{random_bytes, Secret};
-use crate::keys::{parse_peer_key, HostKey};
+use crate::keys::{fingerprint, parse_peer_key, HostKey};
 use crate::wire::codec::{Reader, Writer};
 use crate::wire::schedule::{Role, Schedule};
 use crate::Error;
@@ -146,7 +146,7 @@ impl<'k> ClientStart<'k> {
 
         let mut w = Writer::new();
         w.vec16(&sig_c).bytes(&finished_c);
-        let keys = keys_for(Role::Client, &schedule, protection, spki_s);
+        let keys = keys_for(Role::Client, &schedule, protection, fingerprint(spki_s));
         Ok((
             message::frame(CLIENT_KEY, &w.buf),
             keys,
@@ -240,7 +240,12 @@ impl ServerAwaitKey {
         self.transcript.add(finished_c);
         let th2 = self.transcript.current();
         let finished_s = schedule.finished(Role::Server, &th2);
-        let keys = keys_for(Role::Server, &schedule, protection, &self.spki_c);
+        let keys = keys_for(
+            Role::Server,
+            &schedule,
+            protection,
+            fingerprint(&self.spki_c),
+        );
         Ok((message::frame(SERVER_FINISHED, &finished_s), keys))
     }
 }

@@ -25,6 +25,16 @@ pub enum Role {
     Server,
 }
 
+impl Role {
+    /// The other end.
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
+    }
+}
+
 pub struct Schedule {
     prk: Prk,
     th: [u8; HASH_LEN],
