@@ -390,13 +390,7 @@ fn two_hundred_concurrent_connections_are_all_served() {
     const N: usize = 200;
     let dir = scratch("hard-200");
     let sink = Sink::start();
-    let (d, addr) = start_listen(
-        sink.addr,
-        &["--timeout", "60", "--max-connections", "200"],
-        &dir,
-        "inbound",
-        "info",
-    );
+    let (d, addr) = start_listen(sink.addr, &["--timeout", "60"], &dir, "inbound", "info");
     let pid = d.0.id();
     thread::sleep(Duration::from_millis(200));
     let idle = proc_status_kb(pid, "VmRSS").unwrap();
