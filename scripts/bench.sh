@@ -9,6 +9,7 @@
 #   --relay   a 100 MiB message: mailer -> sink, mailer -> blackpony (plain) -> sink,
 #             mailer -> blackpony (each suite) -> sink; plus instructions per byte
 #   --conn    messages/s, one message per connection, blackpony started by a real inetd,
+#             by systemd-socket-activate (Accept=no, a thread per connection) and with --listen,
 #             vs the sink direct and Postfix smtpd with STARTTLS (TLS 1.3), one client for all
 #   --cpu     instructions per connection split into process start, key load, RSA, X25519,
 #             the rest (callgrind), process start and key load in ms (hyperfine)
@@ -20,7 +21,7 @@
 # Output: $OUT/results/*.json and $OUT/tables.md (printed at the end); OUT defaults to
 # /tmp/blackpony-bench. Knobs (environment): ROUNDS_RECORD, ROUNDS_RELAY, ROUNDS_CONN,
 # RELAY_MB, IR_RELAY_MB, CONN_N, MEM_MB, PORT_BASE. Runs as root: it installs Debian packages (hyperfine,
-# valgrind, linux-perf, openssl, openbsd-inetd, time), creates cgroups under
+# valgrind, linux-perf, openssl, openbsd-inetd, time, systemd), creates cgroups under
 # /sys/fs/cgroup/cpuacct/blackpony-bench and, for --conn, the postfix/postdrop accounts for a
 # private Postfix it extracts (never installs: sendmail stays). Everything it starts it stops
 # by PID. Not part of CI.
@@ -59,6 +60,7 @@ if [ "$INSTALL" = 1 ]; then
   command -v openssl >/dev/null || need+=(openssl)
   [ -x /usr/sbin/inetd ] || need+=(openbsd-inetd)
   [ -x /usr/bin/time ] || need+=(time)
+  [ -x /usr/bin/systemd-socket-activate ] || need+=(systemd)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -84,8 +86,10 @@ rm -f "$OUT"/cg/* "$OUT"/results/*.json "$OUT/known_peers"
 B=${PORT_BASE:-2640}
 export SINK=$B BP_KEYED=$((B+1)) BP_PLAIN=$((B+2)) BP_PFX=$((B+3)) BP_MEM=$((B+4)) BP_MEM_PLAIN=$((B+5))
 export BP_CG=$((B+6)) BP_CG_PLAIN=$((B+7)) BP_LISTEN=$((B+8)) PFX_PLAIN=$((B+11)) PFX_TLS=$((B+12))
+export BP_LISTEN_PLAIN=$((B+9)) BP_ACT=$((B+10)) BP_ACT_PLAIN=$((B+13))
 export ALT_KEYED=$((B+21)) ALT_PLAIN=$((B+22)) ALT_CG=$((B+26)) ALT_CG_PLAIN=$((B+27))
 for p in $SINK $BP_KEYED $BP_PLAIN $BP_PFX $BP_MEM $BP_MEM_PLAIN $BP_CG $BP_CG_PLAIN $BP_LISTEN $PFX_PLAIN $PFX_TLS \
+         $BP_LISTEN_PLAIN $BP_ACT $BP_ACT_PLAIN \
          $ALT_KEYED $ALT_PLAIN $ALT_CG $ALT_CG_PLAIN; do
   if ss -ltnH "sport = :$p" | grep -q .; then echo "bench.sh: port $p is in use (set PORT_BASE)" >&2; exit 1; fi
 done
@@ -146,6 +150,18 @@ setsid sh -c "echo \$\$ > $CG/bp/cgroup.procs; exec $BIN/blackpony --listen 127.
   > "$LOGD/listen.out" 2>&1 < /dev/null &
 PIDS+=($!)
 wait_port "$BP_LISTEN"
+setsid sh -c "echo \$\$ > $CG/bp/cgroup.procs; exec $BIN/blackpony --listen 127.0.0.1:$BP_LISTEN_PLAIN --log $LOGD/blackpony.log $NOKEY --backend 127.0.0.1:$SINK" \
+  > "$LOGD/listen-plain.out" 2>&1 < /dev/null &
+PIDS+=($!)
+wait_port "$BP_LISTEN_PLAIN"
+# systemd socket activation with Accept=no, as blackpony-threaded.socket runs it:
+# systemd-socket-activate listens and execs blackpony (same PID) on the first connection.
+for a in "$BP_ACT:$KEYED" "$BP_ACT_PLAIN:$NOKEY"; do
+  setsid sh -c "echo \$\$ > $CG/bp/cgroup.procs; exec env SYSTEMD_LOG_LEVEL=warning /usr/bin/systemd-socket-activate --listen=127.0.0.1:${a%%:*} -- $BIN/blackpony --log $LOGD/blackpony.log ${a#*:} --backend 127.0.0.1:$SINK" \
+    > "$LOGD/activate-${a%%:*}.out" 2>&1 < /dev/null &
+  PIDS+=($!)
+  wait_port "${a%%:*}"
+done
 
 if has conn; then
   OUT=$OUT CG=$CG bash "$HERE/postfix.sh" setup

@@ -32,7 +32,8 @@ RES = os.path.join(OUT, "results")
 LOG = os.path.join(OUT, "log")
 QUICK = E.get("QUICK") == "1"
 P = {k: int(E[k]) for k in ("SINK", "BP_KEYED", "BP_PLAIN", "BP_PFX", "BP_MEM", "BP_MEM_PLAIN",
-                            "BP_CG", "BP_CG_PLAIN", "BP_LISTEN", "PFX_PLAIN", "PFX_TLS",
+                            "BP_CG", "BP_CG_PLAIN", "BP_LISTEN", "BP_LISTEN_PLAIN", "BP_ACT", "BP_ACT_PLAIN",
+                            "PFX_PLAIN", "PFX_TLS",
                             "ALT_KEYED", "ALT_PLAIN", "ALT_CG", "ALT_CG_PLAIN")}
 ALT = E.get("COMPARE_BIN") or None
 X25519 = "X25519-CHACHA20POLY1305"
@@ -285,6 +286,9 @@ CONN_CASES = [
     (f"blackpony {X25519} (inetd) -> sink", "BP_KEYED", "bp", X25519, "sink"),
     (f"blackpony {RSABF} (inetd) -> sink", "BP_KEYED", "bp", RSABF, "sink"),
     (f"blackpony {X25519} (--listen, no inetd) -> sink", "BP_LISTEN", "bp", X25519, "sink"),
+    (f"blackpony {X25519} (systemd Accept=no) -> sink", "BP_ACT", "bp", X25519, "sink"),
+    ("blackpony plain (--listen, no inetd) -> sink", "BP_LISTEN_PLAIN", "plain", None, "sink"),
+    ("blackpony plain (systemd Accept=no) -> sink", "BP_ACT_PLAIN", "plain", None, "sink"),
     (f"blackpony {X25519} (inetd) -> Postfix plain", "BP_PFX", "bp", X25519, "postfix"),
     ("Postfix smtpd plain", "PFX_PLAIN", "plain", None, "-"),
     ("Postfix smtpd STARTTLS (TLS 1.3)", "PFX_TLS", "starttls", None, "-"),
