@@ -28,7 +28,7 @@ pub fn common_options(opts: &mut getopts::Options) {
     opts.optopt(
         "",
         "suites",
-        "suites to use, most preferred first (default X25519-CHACHA20POLY1305,RSA-BLOWFISH)",
+        "suites to use, most preferred first (server default NOISE-25519-CHACHAPOLY-SHA256; client default NOISE-25519-CHACHAPOLY-SHA256,RSA-BLOWFISH)",
         "LIST",
     );
     opts.optopt(

@@ -294,7 +294,7 @@ impl Session<'_> {
         let choice = offered.as_deref().and_then(|o| self.cfg.suites.choose(o));
         if let (Some(offered), Some(suite)) = (&offered, choice) {
             let key = match suite {
-                SuiteId::RsaBlowfish | SuiteId::X25519Chacha => Some(self.cfg.key.get()?),
+                SuiteId::RsaBlowfish => Some(self.cfg.key.get()?),
                 _ => None,
             };
             let known = self.cfg.known_peers.lookup(&self.mx_name).ok().flatten();

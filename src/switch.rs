@@ -20,12 +20,13 @@ use crate::reply::Reply;
 use crate::smtp::command::arguments;
 use crate::smtp::LineReader;
 use crate::static_key::StaticIdentity;
-use crate::suite::keyed::{ClientStart, Keys, ServerAwaitKey};
+use crate::suite::common::Keys;
 use crate::suite::message::{self, CLIENT_KEY, SERVER_FINISHED, SERVER_HELLO};
 use crate::suite::noise_suite::{
     self, ClientIk, ClientXx, ServerIk, ServerXx, IDENTITY, NOISE_MESSAGE,
 };
 use crate::suite::rot::{RotReader, RotWriter};
+use crate::suite::rsa_blowfish::{ClientStart, ServerAwaitKey};
 use crate::suite::{SuiteId, SuitePolicy, NOISE};
 use crate::wire::record::{RecordReader, RecordWriter, Sealer};
 use crate::{Error, KEYWORD};
@@ -121,7 +122,7 @@ pub fn serve(
         let text = format!("5.5.4 Syntax: XBLACKPONY {suite} <base64 ClientHello>");
         return refuse(client, 501, &text);
     };
-    let Some((server_hello, state)) = ServerAwaitKey::new(suite, key, side.offer, &hello) else {
+    let Some((server_hello, state)) = ServerAwaitKey::new(key, side.offer, &hello) else {
         return refuse(client, 501, "5.5.4 Malformed ClientHello");
     };
     check_injection(client, side.live)?;
@@ -246,7 +247,7 @@ pub fn request(
     let key = side
         .key
         .ok_or_else(|| Error::Key(format!("no host key: cannot use {suite}")))?;
-    let start = ClientStart::new(suite, key, offered).expect("a keyed suite");
+    let start = ClientStart::new(key, offered);
     remote.send(format!("{KEYWORD} {suite} {}\r\n", start.hello_base64()).as_bytes())?;
     expect_go_ahead(remote)?;
     let mut src = buffered_rest(remote);

@@ -1,6 +1,7 @@
-//! What the keyed suites with a Finished exchange share once they have a
-//! shared secret: the transcript start, the session keys and the Finished
-//! check. The suites import this; nothing here imports a suite.
+//! What the keyed suites share once they have a shared secret: the session
+//! keys (both suites), and the transcript start and Finished check of the
+//! Finished-exchange handshake (RSA-BLOWFISH). The suites import this;
+//! nothing here imports a suite.
 
 use super::message::{self, SERVER_FINISHED};
 use super::SuiteId;

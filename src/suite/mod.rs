@@ -1,28 +1,23 @@
 //! The negotiated suites. Each is data (its name) plus one module with its
-//! handshake; [`keyed`] is the front door [`crate::switch`] uses. Adding a
-//! suite means adding a variant here and a module beside this file.
+//! handshake, which [`crate::switch`] runs. Adding a suite means adding a
+//! variant here, a module beside this file and its arm in the switch.
 
 pub mod common;
-pub mod keyed;
 pub mod message;
 pub mod noise_suite;
 pub mod rot;
 pub mod rsa_blowfish;
-pub mod x25519_chacha;
 
 use std::fmt;
 
 pub const NOISE: &str = "NOISE-25519-CHACHAPOLY-SHA256";
 pub const RSA_BLOWFISH: &str = "RSA-BLOWFISH";
-pub const X25519_CHACHA: &str = "X25519-CHACHA20POLY1305";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SuiteId {
     /// Handshake v2: Noise XX / IK with certified static keys; forward
     /// secrecy and no RSA private-key operation per connection.
     Noise,
-    /// Ephemeral X25519, RSA-PSS identities, ChaCha20-Poly1305: forward secrecy.
-    X25519Chacha,
     /// The seed's suite: RSA-OAEP key transport, Blowfish-CTR + HMAC-SHA1.
     RsaBlowfish,
     /// ROTn, n in 1..=25: never offered or accepted without --allow-rot.
@@ -35,9 +30,6 @@ impl SuiteId {
         let upper = name.to_ascii_uppercase();
         if upper == RSA_BLOWFISH {
             return Some(SuiteId::RsaBlowfish);
-        }
-        if upper == X25519_CHACHA {
-            return Some(SuiteId::X25519Chacha);
         }
         if upper == NOISE {
             return Some(SuiteId::Noise);
@@ -68,7 +60,6 @@ impl fmt::Display for SuiteId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SuiteId::Noise => f.write_str(NOISE),
-            SuiteId::X25519Chacha => f.write_str(X25519_CHACHA),
             SuiteId::RsaBlowfish => f.write_str(RSA_BLOWFISH),
             SuiteId::Rot(n) => write!(f, "ROT{n}"),
         }
@@ -83,16 +74,13 @@ pub struct SuitePolicy {
     pub allow_rot: bool,
 }
 
-/// What a server offers by default. Handshake v2 (`NOISE-...`) is offered
-/// only when named in `--suites` until the switch of the default lands with
-/// its end-to-end suites (issue 13): then it is first and RSA-BLOWFISH, which
-/// has no forward secrecy and keeps the host key online as an OAEP oracle,
-/// leaves the default.
-pub const SERVER_DEFAULT: [SuiteId; 2] = [SuiteId::X25519Chacha, SuiteId::RsaBlowfish];
-/// What a client accepts by default: the server's order decides, so a
-/// server that offers v2 first gets v2.
-pub const CLIENT_DEFAULT: [SuiteId; 3] =
-    [SuiteId::X25519Chacha, SuiteId::RsaBlowfish, SuiteId::Noise];
+/// What a server offers by default: handshake v2 only. RSA-BLOWFISH has no
+/// forward secrecy and its OAEP decryption per connection keeps the host
+/// key online as an oracle, so a server offers it only when told to.
+pub const SERVER_DEFAULT: [SuiteId; 1] = [SuiteId::Noise];
+/// What a client accepts by default: v2 first, and RSA-BLOWFISH from a
+/// server that offers nothing better (an older blackpony).
+pub const CLIENT_DEFAULT: [SuiteId; 2] = [SuiteId::Noise, SuiteId::RsaBlowfish];
 
 impl SuitePolicy {
     pub fn new(defaults: &[SuiteId], allow_rot: bool) -> Self {
@@ -109,9 +97,7 @@ impl SuitePolicy {
 
     /// Whether a suite that needs the RSA private key is among them.
     pub fn uses_rsa(&self) -> bool {
-        self.keyed
-            .iter()
-            .any(|s| matches!(s, SuiteId::RsaBlowfish | SuiteId::X25519Chacha))
+        self.keyed.iter().any(|s| *s == SuiteId::RsaBlowfish)
     }
 
     /// From `--suites LIST` (comma or space separated names, most preferred
@@ -128,8 +114,8 @@ impl SuitePolicy {
                 Some(_) => {}
                 None => {
                     return Err(format!(
-                    "unknown suite {name:?}; known: {NOISE}, {RSA_BLOWFISH}, {X25519_CHACHA}, ROT1..ROT25"
-                ))
+                        "unknown suite {name:?}; known: {NOISE}, {RSA_BLOWFISH}, ROT1..ROT25"
+                    ))
                 }
             }
         }
@@ -214,9 +200,10 @@ mod tests {
         );
         // An older server's list: the client takes RSA-BLOWFISH.
         assert_eq!(
-            strict.choose("X25519-CHACHA20POLY1305 RSA-BLOWFISH"),
+            SuitePolicy::new(&CLIENT_DEFAULT, false).choose("X25519-CHACHA20POLY1305 RSA-BLOWFISH"),
             Some(SuiteId::RsaBlowfish)
         );
+        assert_eq!(SuiteId::parse("X25519-CHACHA20POLY1305"), None);
         let old = SuitePolicy::from_list("RSA-BLOWFISH", false).unwrap();
         assert_eq!(
             old.choose("NOISE-25519-CHACHAPOLY-SHA256 RSA-BLOWFISH"),
