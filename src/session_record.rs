@@ -245,6 +245,19 @@ pub fn push_json_string(o: &mut String, s: &str, max: usize) {
     o.push('"');
 }
 
+/// The process's record file (`--record`), set once at start.
+static FILE: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
+
+/// Set the record file for [`finish`]; only the first call counts.
+pub fn init(file: Option<RecordFile>) {
+    let _ = FILE.set(file);
+}
+
+/// End a session: its log line, and its record in the file [`init`] set.
+pub fn finish(summary: &Summary) {
+    log_and_append(summary, FILE.get().and_then(Option::as_ref));
+}
+
 /// Log a session's human line and append its record: both programs end a
 /// session here, so the log and the record never disagree.
 pub fn log_and_append(summary: &Summary, file: Option<&RecordFile>) {

@@ -17,9 +17,9 @@ use blackpony::peer::Peer;
 use blackpony::peers::KnownPeers;
 use blackpony::policy::{Policy, PolicyMap};
 use blackpony::relay::RelayOptions;
-use blackpony::session_record::{self, RecordFile};
+use blackpony::session_record;
 use blackpony::suite::CLIENT_DEFAULT;
-use blackpony::summary::{Outcome, Summary};
+use blackpony::summary::Outcome;
 use blackpony::{logging, netio, Error};
 
 const DEFAULT_KNOWN_PEERS: &str = "/var/lib/blackpony/known_peers";
@@ -72,14 +72,6 @@ fn options() -> getopts::Options {
     );
     cli::common_options(&mut o);
     o
-}
-
-/// The session record file (--record), set once in main.
-static RECORD: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
-
-/// The delivery's log line and its record, from the one summary.
-fn finish(summary: &Summary) {
-    session_record::log_and_append(summary, RECORD.get().and_then(Option::as_ref));
 }
 
 fn usage(o: &getopts::Options) -> String {
@@ -184,7 +176,7 @@ fn main() -> ExitCode {
             exit::TEMPFAIL,
         );
     }
-    let _ = RECORD.set(cli::record_file(&m));
+    session_record::init(cli::record_file(&m));
     if m.opt_present("pipe") {
         return pipe_mode(&m, &key_path, peers);
     }
@@ -206,7 +198,7 @@ fn main() -> ExitCode {
     let reader = netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout);
     let sendmail = Peer::new(Box::new(reader), Box::new(std::io::stdout()), "sendmail");
     let summary = outbound::deliver(&dest, sendmail, &cfg);
-    finish(&summary);
+    session_record::finish(&summary);
     if summary.outcome == Outcome::Quit {
         ExitCode::SUCCESS
     } else {
@@ -251,7 +243,7 @@ fn pipe_mode(m: &getopts::Matches, key_path: &std::path::Path, peers: KnownPeers
         let stdin = std::io::stdin();
         let outcome = blackpony::pipe_client::run_client(&env, &mut stdin.lock(), cmd_w, rep_r);
         if let Ok(summary) = session.join() {
-            finish(&summary);
+            session_record::finish(&summary);
         }
         outcome
     });

@@ -17,9 +17,8 @@ use blackpony::error::exit;
 use blackpony::inbound::{self, ClientAddressPassing, ClientConn, InboundConfig};
 use blackpony::netio;
 use blackpony::relay::RelayOptions;
-use blackpony::session_record::{self, RecordFile};
+use blackpony::session_record;
 use blackpony::suite::{NOISE, SERVER_DEFAULT};
-use blackpony::summary::Summary;
 use blackpony::Error;
 
 const DEFAULT_BACKEND: &str = "127.0.0.1:2525";
@@ -71,14 +70,6 @@ fn options() -> getopts::Options {
     server::add_options(&mut o);
     cli::common_options(&mut o);
     o
-}
-
-/// The session record file (--record), set once in main.
-static RECORD: std::sync::OnceLock<Option<RecordFile>> = std::sync::OnceLock::new();
-
-/// The session's log line and its record, from the one summary.
-fn finish(summary: &Summary) {
-    session_record::log_and_append(summary, RECORD.get().and_then(Option::as_ref));
 }
 
 fn usage(o: &getopts::Options) -> String {
@@ -147,7 +138,7 @@ fn main() -> ExitCode {
     if let Err(e) = blackpony::logging::init("blackpony", log_file.as_deref()) {
         return config_error(&Error::Config(e));
     }
-    let _ = RECORD.set(cli::record_file(&m));
+    session_record::init(cli::record_file(&m));
     let cfg = match config(&m, &key_path) {
         Ok(c) => c,
         Err(e) => {
@@ -279,7 +270,7 @@ fn serve_stdin(cfg: &InboundConfig) -> ExitCode {
         }
     };
     let summary = inbound::serve(conn, cfg);
-    finish(&summary);
+    session_record::finish(&summary);
     ExitCode::SUCCESS
 }
 
@@ -315,7 +306,7 @@ fn serve_stream(stream: TcpStream, cfg: &InboundConfig) {
         return;
     };
     let summary = inbound::serve(conn, cfg);
-    finish(&summary);
+    session_record::finish(&summary);
 }
 
 /// A configuration error. Under inetd stdout is the client: it gets a 421
