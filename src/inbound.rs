@@ -69,8 +69,14 @@ impl ClientConn {
 /// Where the session is; named after what may come next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Plain SMTP; the keyword is offered, negotiation allowed after EHLO and before MAIL.
-    Plain { ehlo_seen: bool, mail_seen: bool },
+    /// Plain SMTP; the keyword is offered. `ehlo_seen`: a 250 to EHLO;
+    /// `mail_seen`: MAIL since; `switch_next`: nothing but refused
+    /// switches since that EHLO, so XBLACKPONY may come now.
+    Plain {
+        ehlo_seen: bool,
+        mail_seen: bool,
+        switch_next: bool,
+    },
     /// Encrypted; the client must say EHLO again before anything else.
     ExpectInnerEhlo,
     /// Encrypted and greeted: everything is relayed.
@@ -117,6 +123,7 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
                 phase: Phase::Plain {
                     ehlo_seen: false,
                     mail_seen: false,
+                    switch_next: false,
                 },
                 is_socket,
                 offer: cfg
@@ -212,17 +219,24 @@ impl Session<'_> {
             let v = crate::smtp::command::verb(&line);
             match (self.phase, v) {
                 (_, Verb::XBlackpony) => self.negotiate(&line)?,
+                // Only blackpony itself, as the MTA's trusted proxy, may tell
+                // the MTA who the client is (--xclient): a client never can.
+                (_, Verb::ProxyOnly) => {
+                    self.refuse(502, "5.5.1 Command not available")?;
+                }
                 (Phase::Plain { .. }, Verb::Ehlo) => {
                     self.backend.send(&line)?;
                     let mut reply = self.backend.read_reply()?;
                     // The MTA must not offer the keyword itself; only we do.
                     ehlo::strip_keyword(&mut reply);
+                    strip_proxy_only(&mut reply);
                     if !self.offer.is_empty() {
                         ehlo::add_keyword(&mut reply, &self.offer);
                     }
                     self.phase = Phase::Plain {
                         ehlo_seen: reply.code == 250,
                         mail_seen: false,
+                        switch_next: reply.code == 250,
                     };
                     self.outer_ehlo = line;
                     self.client.send_reply(&reply)?;
@@ -231,6 +245,7 @@ impl Session<'_> {
                     self.phase = Phase::Plain {
                         ehlo_seen: false,
                         mail_seen: false,
+                        switch_next: false,
                     };
                     self.relay(&line)?;
                 }
@@ -238,6 +253,7 @@ impl Session<'_> {
                     self.phase = Phase::Plain {
                         ehlo_seen,
                         mail_seen: true,
+                        switch_next: false,
                     };
                     self.relay(&line)?;
                 }
@@ -254,7 +270,11 @@ impl Session<'_> {
                     self.refuse(503, "5.5.1 Encryption is on: send EHLO again first")?;
                 }
                 _ => match self.relay(&line)? {
-                    Step::Continue => {}
+                    Step::Continue => {
+                        if let Phase::Plain { switch_next, .. } = &mut self.phase {
+                            *switch_next = false;
+                        }
+                    }
                     Step::Quit => {
                         self.backend.close();
                         self.client.finish();
@@ -334,6 +354,7 @@ impl Session<'_> {
         let Phase::Plain {
             ehlo_seen,
             mail_seen,
+            switch_next,
         } = self.phase
         else {
             return self.refuse(503, "5.5.1 Encryption is already on");
@@ -343,6 +364,11 @@ impl Session<'_> {
         }
         if mail_seen {
             return self.refuse(503, "5.5.1 XBLACKPONY must come before MAIL");
+        }
+        // Right after EHLO: nothing the client said in plain (AUTH, VRFY,
+        // ...) precedes the switch, and its EHLO is the one the switch binds.
+        if !switch_next {
+            return self.refuse(503, "5.5.1 XBLACKPONY must follow EHLO directly");
         }
         let side = ServerSide {
             offer: &self.offer,
@@ -374,5 +400,13 @@ fn inner_ehlo(backend: &mut Peer, line: &[u8]) -> Result<Reply, Error> {
     backend.send(line)?;
     let mut reply = backend.read_reply()?;
     ehlo::strip_keyword(&mut reply);
+    strip_proxy_only(&mut reply);
     Ok(reply)
+}
+
+/// XCLIENT and XFORWARD are for the MTA's trusted proxy (us), never for a
+/// client: they are not offered to it, and refused (502) if sent.
+fn strip_proxy_only(reply: &mut Reply) {
+    ehlo::strip_capability(reply, "XCLIENT");
+    ehlo::strip_capability(reply, "XFORWARD");
 }

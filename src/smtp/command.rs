@@ -13,6 +13,8 @@ pub enum Verb {
     Quit,
     StartTls,
     XBlackpony,
+    /// Postfix's XCLIENT and XFORWARD: only a trusted proxy may send them.
+    ProxyOnly,
     /// Anything else (VRFY, AUTH, extensions): relayed as is.
     Other,
 }
@@ -46,6 +48,8 @@ pub fn verb(line: &[u8]) -> Verb {
         Verb::StartTls
     } else if is(crate::KEYWORD) {
         Verb::XBlackpony
+    } else if is("XCLIENT") || is("XFORWARD") {
+        Verb::ProxyOnly
     } else {
         Verb::Other
     }
