@@ -142,7 +142,7 @@ pub fn renew_cert(path: &Path, force: bool) -> Result<String, Error> {
 /// The static key and certificate of handshake v2 beside `path`, if they
 /// exist. Expiry is logged, loudly: clients refuse an expired certificate
 /// (and defer rather than go plain), so it must be renewed.
-pub fn load_identity(path: &Path) -> Result<Option<Arc<StaticIdentity>>, Error> {
+pub fn load_identity(path: &Path) -> Result<Option<StaticIdentity>, Error> {
     let (secret, _) = crate::static_key::paths_for(path);
     if !secret.exists() {
         return Ok(None);
@@ -159,7 +159,7 @@ pub fn load_identity(path: &Path) -> Result<Option<Arc<StaticIdentity>>, Error> 
             crate::clock::timestamp(c.not_after)
         );
     }
-    Ok(Some(Arc::new(id)))
+    Ok(Some(id))
 }
 
 /// `--key-bits`: the size of a generated key.

@@ -11,7 +11,7 @@ use crate::keys::HostKey;
 use crate::peer::{tcp_halves, Counted, Peer, Traffic};
 use crate::relay::{self, RelayOptions, Step};
 use crate::smtp::{ehlo, Reply, Verb};
-use crate::static_key::StaticIdentity;
+use crate::static_key::{LiveIdentity, StaticIdentity};
 use crate::suite::SuitePolicy;
 use crate::summary::{Outcome, Side, Summary};
 use crate::switch::{self, ServerSide};
@@ -37,7 +37,7 @@ pub struct InboundConfig {
     /// The RSA host key, loaded only when a suite that needs it is offered.
     pub key: Option<Arc<HostKey>>,
     /// The static key and certificate of handshake v2; None: v2 not offered.
-    pub identity: Option<Arc<StaticIdentity>>,
+    pub identity: Option<LiveIdentity>,
 }
 
 /// The client connection as the launcher handed it to us.
@@ -90,6 +90,8 @@ struct Session<'c> {
     phase: Phase,
     is_socket: bool,
     offer: String,
+    /// This connection's v2 identity (a renewal reaches the next connection).
+    identity: Option<Arc<StaticIdentity>>,
     /// The client's EHLO line that our offer answered (handshake v2 binds it).
     outer_ehlo: Vec<u8>,
     summary: Summary,
@@ -129,6 +131,7 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
                 offer: cfg
                     .suites
                     .server_offer(cfg.key.is_some(), cfg.identity.is_some()),
+                identity: cfg.identity.as_ref().map(LiveIdentity::current),
                 outer_ehlo: Vec::new(),
                 summary,
             };
@@ -374,7 +377,7 @@ impl Session<'_> {
             offer: &self.offer,
             suites: &self.cfg.suites,
             key: self.cfg.key.as_deref(),
-            identity: self.cfg.identity.as_deref(),
+            identity: self.identity.as_deref(),
             outer_ehlo: &self.outer_ehlo,
             live: self.is_socket,
         };

@@ -16,6 +16,73 @@ use crate::crypto::hash::sha256;
 use crate::limits::{MAX_RSA_BITS, MIN_RSA_BITS};
 use crate::Error;
 
+/// Why a private key file was refused.
+#[derive(Debug)]
+pub enum PrivateFileError {
+    Open(std::io::Error),
+    /// Group or others may read it.
+    Readable {
+        mode: u32,
+        path: PathBuf,
+    },
+    /// Its directory lets group or others replace it.
+    Directory {
+        mode: u32,
+        dir: PathBuf,
+    },
+}
+
+impl std::fmt::Display for PrivateFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrivateFileError::Open(e) => write!(f, "{e}"),
+            PrivateFileError::Readable { mode, path } => write!(
+                f,
+                "readable by group or others (mode {mode:o}); run: chmod 600 {}",
+                path.display()
+            ),
+            PrivateFileError::Directory { mode, dir } => write!(
+                f,
+                "its directory {} is writable by group or others (mode {mode:o}); run: chmod go-w {}",
+                dir.display(),
+                dir.display()
+            ),
+        }
+    }
+}
+
+/// Open a private key file for reading, checking the open file (so the file
+/// checked is the file read): no group or other access (so only its owner
+/// and root can read it), in a directory that group and others cannot
+/// change unless it is sticky (else they could replace the file).
+pub fn open_private(path: &Path) -> Result<fs::File, PrivateFileError> {
+    let file = fs::File::open(path).map_err(PrivateFileError::Open)?;
+    let meta = file.metadata().map_err(PrivateFileError::Open)?;
+    check_private(path, &meta)?;
+    Ok(file)
+}
+
+/// The checks of [`open_private`] on a file's metadata, without reading it:
+/// for a key a process may never need to read.
+pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), PrivateFileError> {
+    if meta.mode() & 0o077 != 0 {
+        let (mode, path) = (meta.mode() & 0o777, path.to_path_buf());
+        return Err(PrivateFileError::Readable { mode, path });
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = fs::metadata(dir) {
+        let writable = d.mode() & 0o022 != 0 && d.mode() & 0o1000 == 0;
+        if writable {
+            let (mode, dir) = (d.mode() & 0o7777, dir.to_path_buf());
+            return Err(PrivateFileError::Directory { mode, dir });
+        }
+    }
+    Ok(())
+}
+
 /// The RSA host key, read from its file the first time a session needs it:
 /// with handshake v2 most processes never do.
 pub struct LazyHostKey {
@@ -55,25 +122,14 @@ pub struct HostKey {
 impl HostKey {
     /// Load a PKCS#8 PEM private key. Refuses a file that group or others can read.
     pub fn load(path: &Path) -> Result<HostKey, Error> {
-        // Open once and check the open file, so the file checked is the file read.
-        let file = fs::File::open(path).map_err(|e| {
-            Error::Key(format!(
+        let file = open_private(path).map_err(|e| match e {
+            PrivateFileError::Open(e) => Error::Key(format!(
                 "cannot read {}: {e} (create one with: blackpony --generate-key --key {})",
                 path.display(),
                 path.display()
-            ))
+            )),
+            e => Error::Key(format!("{}: {e}", path.display())),
         })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
-        if meta.mode() & 0o077 != 0 {
-            return Err(Error::Key(format!(
-                "{} is readable by group or others (mode {:o}); run: chmod 600 {}",
-                path.display(),
-                meta.mode() & 0o777,
-                path.display()
-            )));
-        }
         const MAX_KEY_FILE: u64 = 64 * 1024;
         let mut pem = zeroize::Zeroizing::new(String::new());
         file.take(MAX_KEY_FILE + 1)

@@ -36,6 +36,7 @@ pub mod peer;
 pub mod peers;
 pub mod pipe_client;
 pub mod policy;
+pub mod process;
 pub mod relay;
 pub mod reply;
 pub mod session_record;

@@ -21,7 +21,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -70,19 +70,11 @@ fn read_line_file(
     max: usize,
     private: bool,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
-    // Open once and check the open file, so the file checked is the file read.
-    let file = fs::File::open(path).map_err(|e| key_error(path, e))?;
-    let mode = file.metadata().map_err(|e| key_error(path, e))?.mode();
-    if private && mode & 0o077 != 0 {
-        return Err(key_error(
-            path,
-            format_args!(
-                "readable by group or others (mode {:o}); run: chmod 600 {}",
-                mode & 0o777,
-                path.display()
-            ),
-        ));
-    }
+    let file = if private {
+        crate::keys::open_private(path).map_err(|e| key_error(path, e))?
+    } else {
+        fs::File::open(path).map_err(|e| key_error(path, e))?
+    };
     let limit = header.len() + 2 + max.div_ceil(3) * 4;
     let mut text = Zeroizing::new(String::new());
     file.take(limit as u64 + 1)
@@ -211,4 +203,54 @@ pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
     cert::parse_signed(&cert).map_err(|e| key_error(&cert_path, e))?;
     write_via_temp(&cert_path, line.as_bytes(), 0o644, |t, p| fs::rename(t, p))?;
     load(rsa_key)
+}
+
+/// The static identity of a long-running server (`--listen`, socket
+/// activation): each connection takes [`LiveIdentity::current`], which
+/// loads the files again when the certificate file changed (a renewal by the
+/// daily job), so the process needs no restart. One `stat` per connection.
+pub struct LiveIdentity {
+    rsa_key: PathBuf,
+    state: std::sync::Mutex<(
+        Option<std::time::SystemTime>,
+        std::sync::Arc<StaticIdentity>,
+    )>,
+}
+
+impl LiveIdentity {
+    pub fn new(rsa_key: &Path, first: StaticIdentity) -> Self {
+        let stamp = Self::stamp(rsa_key);
+        LiveIdentity {
+            rsa_key: rsa_key.to_path_buf(),
+            state: std::sync::Mutex::new((stamp, std::sync::Arc::new(first))),
+        }
+    }
+
+    fn stamp(rsa_key: &Path) -> Option<std::time::SystemTime> {
+        fs::metadata(paths_for(rsa_key).1)
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// The identity to use for a new connection. A file that does not load
+    /// keeps the one in use (and says why in the log).
+    pub fn current(&self) -> std::sync::Arc<StaticIdentity> {
+        let now = Self::stamp(&self.rsa_key);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if now.is_some() && now != state.0 {
+            state.0 = now;
+            match load(&self.rsa_key) {
+                Ok(id) => {
+                    log::info!(
+                        "{}: static key and certificate reloaded (valid until {})",
+                        self.rsa_key.display(),
+                        crate::clock::timestamp(id.verified.not_after)
+                    );
+                    state.1 = std::sync::Arc::new(id);
+                }
+                Err(e) => log::error!("{e}; keeping the certificate in use"),
+            }
+        }
+        std::sync::Arc::clone(&state.1)
+    }
 }

@@ -67,3 +67,74 @@ fn xblackpony_only_right_after_ehlo() {
     assert_eq!(c.cmd("XBLACKPONY AES").0, 504);
     assert_eq!(c.cmd("XBLACKPONY ROT13").0, 220);
 }
+
+/// Core dumps are off in both programs: a dump would hold their keys.
+#[test]
+fn core_dumps_are_off() {
+    let sink = Smtpd::start();
+    let dir = scratch("front-core");
+    let (d, _addr) = start_inbound(sink.addr, &[], &dir.join("inbound.log"));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.0.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    // The mailer, held at sendmail's first command.
+    let mut child = std::process::Command::new(bin("blackpony-mailer"))
+        .args([
+            "--port",
+            "1",
+            "--log",
+            dir.join("m.log").to_str().unwrap(),
+            "[127.0.0.1]",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+}
+
+/// A private key in a directory others can write is refused with an error
+/// that says what to do (they could replace the file); a sticky one is fine.
+#[test]
+fn key_directory_is_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let (ka, _) = test_keys();
+    let dir = scratch("front-keyperm");
+    let open = dir.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    let key = open.join("host.key");
+    std::fs::copy(ka, &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = std::process::Command::new(bin("blackpony"))
+        .args(["--fingerprint", "--key", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a key in a 0777 directory was accepted"
+    );
+    assert!(err.contains("chmod go-w"), "{err}");
+    // Sticky, like /tmp: others cannot replace our file.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = std::process::Command::new(bin("blackpony"))
+        .args(["--fingerprint", "--key", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

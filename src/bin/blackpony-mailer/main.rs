@@ -91,6 +91,7 @@ fn usage(o: &getopts::Options) -> String {
 }
 
 fn main() -> ExitCode {
+    blackpony::process::no_core_dumps();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Postfix pipe(8) bounces the message on any exit status but 75 and 71:
     // in --pipe mode a failure before the delivery is ours, never the
@@ -314,17 +315,28 @@ fn config(
         .map_err(|e| Error::Config(format!("/etc/resolv.conf: {e}")))?,
     };
     let suites = cli::suites(m, &CLIENT_DEFAULT)?;
-    let key = LazyHostKey::new(key_path);
-    if suites.uses_rsa() {
-        // Refuse a broken or unsafe RSA key at start, not mid-delivery.
-        key.get()?;
-    }
     // v2 is optional for a client: an unreadable static key is an error in
     // the log, and delivery goes on with the other suites.
     let identity = cli::load_identity(key_path).unwrap_or_else(|e| {
         log::error!("{e}");
         None
     });
+    let key = LazyHostKey::new(key_path);
+    if suites.uses_rsa() {
+        // Refuse an unsafe RSA key at start, not mid-delivery. With v2 the
+        // key is read only if a server offers nothing but RSA-BLOWFISH, so
+        // here only its file is checked; without v2 it is read now.
+        match &identity {
+            Some(_) => match std::fs::metadata(key_path) {
+                Ok(meta) => blackpony::keys::check_private(key_path, &meta)
+                    .map_err(|e| Error::Key(format!("{}: {e}", key_path.display())))?,
+                Err(e) => log::warn!("{}: {e}: RSA-BLOWFISH unavailable", key_path.display()),
+            },
+            None => {
+                key.get()?;
+            }
+        }
+    }
     let mut suites = suites;
     if suites.uses_noise() && identity.is_none() {
         // An RSA-only install (from before handshake v2): deliver with the
@@ -342,7 +354,7 @@ fn config(
     Ok(OutboundConfig {
         port,
         key,
-        identity,
+        identity: identity.map(std::sync::Arc::new),
         known_peers,
         default_policy,
         policy_map,

@@ -18,6 +18,7 @@ use blackpony::inbound::{self, ClientAddressPassing, ClientConn, InboundConfig};
 use blackpony::netio;
 use blackpony::relay::RelayOptions;
 use blackpony::session_record;
+use blackpony::static_key::LiveIdentity;
 use blackpony::suite::{NOISE, SERVER_DEFAULT};
 use blackpony::Error;
 
@@ -92,6 +93,7 @@ fn usage(o: &getopts::Options) -> String {
 fn main() -> ExitCode {
     // First, while there is one thread: this reads and unsets LISTEN_*.
     let activated = activation::take_listeners();
+    blackpony::process::no_core_dumps();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let o = options();
     let m = match o.parse(&args) {
@@ -245,7 +247,7 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
             forbid_bare_newline: m.opt_present("forbid-bare-newline"),
         },
         key,
-        identity,
+        identity: identity.map(|id| LiveIdentity::new(key_path, id)),
     })
 }
 
