@@ -2,7 +2,7 @@
 # Build the Debian package blackpony_<version>_<arch>.deb into target/debian/
 # (or $CARGO_TARGET_DIR/debian/): release binaries, man pages, docs and
 # examples, the systemd units (not enabled) and the maintainer scripts of
-# deploy/debian/. Uses dpkg-deb on a staged tree; needs no cargo-deb and no
+# deploy/debian/, and the renewal cron job (deploy/cron.d). Uses dpkg-deb on a staged tree; needs no cargo-deb and no
 # Cargo.toml metadata. Works offline once the crates are fetched.
 #
 #   scripts/build-deb.sh            build, package, check the man pages, run lintian if installed
@@ -16,8 +16,8 @@
 #                        the first of Cargo.toml's authors, else a placeholder)
 #   BLACKPONY_SYSTEMD_DIR  where the units are: blackpony.socket and
 #                        blackpony@.service (Accept=yes), blackpony-threaded.socket
-#                        and blackpony-threaded.service (Accept=no)
-#                        (default: deploy/systemd)
+#                        and blackpony-threaded.service (Accept=no), blackpony-renew.service
+#                        and .timer (daily certificate renewal) (default: deploy/systemd)
 #   DEB_LINTIAN=0        do not run lintian even if it is installed
 #   SOURCE_DATE_EPOCH    timestamp of every file (default: the last commit)
 set -euo pipefail
@@ -49,13 +49,15 @@ case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO/$TARGET_DIR ;; esac
 OUT=$TARGET_DIR/debian
 DEB=$OUT/blackpony_${VERSION}_${ARCH}.deb
 SYSTEMD_DIR=${BLACKPONY_SYSTEMD_DIR:-$REPO/deploy/systemd}
-UNITS="blackpony.socket blackpony@.service blackpony-threaded.socket blackpony-threaded.service"
+UNITS="blackpony.socket blackpony@.service blackpony-threaded.socket blackpony-threaded.service
+       blackpony-renew.service blackpony-renew.timer"
 for f in $UNITS; do
     [ -f "$SYSTEMD_DIR/$f" ] || die "$SYSTEMD_DIR/$f is missing (set BLACKPONY_SYSTEMD_DIR)"
 done
 for f in postinst prerm postrm conffiles control.in copyright policy README.Debian; do
     [ -f deploy/debian/$f ] || die "deploy/debian/$f is missing"
 done
+[ -f deploy/cron.d/blackpony ] || die "deploy/cron.d/blackpony is missing"
 
 # ---------------------------------------------------------------- build
 if [ -z "${DEB_SKIP_BUILD:-}" ]; then
@@ -102,7 +104,7 @@ trap 'rm -rf "$WORK"' EXIT
 S=$WORK/root
 DOC=$S/usr/share/doc/blackpony
 install -d "$S/DEBIAN" "$S/usr/sbin" "$S/usr/share/man/man8" "$DOC" \
-    "$S/lib/systemd/system" "$S/etc/blackpony"
+    "$S/lib/systemd/system" "$S/etc/blackpony" "$S/etc/cron.d"
 
 install -m 755 "$BIN/blackpony" "$BIN/blackpony-mailer" "$S/usr/sbin/"
 if [ -x "$BIN/blackpony-report" ]; then
@@ -161,6 +163,8 @@ for f in $UNITS; do
     install -m 644 "$SYSTEMD_DIR/$f" "$S/lib/systemd/system/"
 done
 install -m 644 deploy/debian/policy "$S/etc/blackpony/policy"
+# Certificate renewal where systemd does not run (the timer does it elsewhere).
+install -m 644 deploy/cron.d/blackpony "$S/etc/cron.d/blackpony"
 
 # ---------------------------------------------------------------- control
 install -m 755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm "$S/DEBIAN/"

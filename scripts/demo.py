@@ -89,19 +89,25 @@ def hexdump(data, base=0, indent="    "):
         print("%s%04x  %-49s |%s|" % (indent, base + off, hexpart, asc))
 
 
-# The handshake messages after the 220 (src/suite/message.rs):
-# type(u8) || length(u16 BE) || body. Records start with a u32 length, so 0x00.
+# The default suite (handshake v2, docs/PROTOCOL.md section 3B): Noise XX
+# on first contact. Message 1 (site A's fresh X25519 share) rides in the
+# XBLACKPONY command; after the 220 come messages 2 and 3, framed as
+# type(u8) || length(u16 BE) || body (src/suite/message.rs). Records start
+# with a u32 length, so 0x00.
+SUITE = "NOISE-25519-CHACHAPOLY-SHA256"
+NOISE_MESSAGE = 4
 HANDSHAKE = {
-    1: ("ServerHello", "site B's host key, a fresh X25519 share, and B's signature of the handshake"),
-    2: ("ClientKey", "site A's signature of the handshake, and site A's Finished"),
-    3: ("ServerFinished", "site B's proof that it holds the session keys"),
+    ("S", NOISE_MESSAGE): ("Noise XX message 2", "site B's fresh X25519 share, then its static key, host key"
+                           " and certificate, encrypted"),
+    ("C", NOISE_MESSAGE): ("Noise XX message 3", "site A's static key, host key and certificate, encrypted"),
 }
 
 
-def split_handshake(data):
-    """The handshake messages at the start of `data`, and where records begin."""
+def split_handshake(data, direction):
+    """The handshake messages at the start of `data` (sent by `direction`, C
+    or S), and where records begin."""
     msgs, pos = [], 0
-    while pos + 3 <= len(data) and data[pos] in HANDSHAKE:
+    while pos + 3 <= len(data) and (direction, data[pos]) in HANDSHAKE:
         size = 3 + (data[pos + 1] << 8 | data[pos + 2])
         if pos + size > len(data):
             break
@@ -594,9 +600,9 @@ def run(work, blackpony, mailer_bin, procs):
             continue
         rest = stream[end:]
         print("\nThen %s: %d bytes of binary, no more text." % (name, len(rest)))
-        msgs, records = split_handshake(rest)
+        msgs, records = split_handshake(rest, d)
         for kind, size in msgs:
-            name_, what = HANDSHAKE[kind]
+            name_, what = HANDSHAKE[(d, kind)]
             print("  %-26s %4d bytes  %s" % ("handshake " + name_, size, what))
         shown = rest[records:records + 256]
         print("  %-26s %4d bytes  the SMTP dialogue: records of a 4-byte length," % ("encrypted records", len(rest) - records))
@@ -664,10 +670,16 @@ def run(work, blackpony, mailer_bin, procs):
           "known_peers:\n" + (peers_text or "(empty or missing)"))
     check(any("127.0.0.1" in l for l in pinned), "the pin names the remote ([127.0.0.1])",
           "pin lines: %r" % pinned)
-    check(any("suite=X25519-CHACHA20POLY1305" in l for l in inbound_lines),
-          "inbound.log: session ... suite=X25519-CHACHA20POLY1305", read_text(inbound_log))
-    check(any("suite=X25519-CHACHA20POLY1305" in l for l in mailer_lines),
-          "mailer.log: delivery ... suite=X25519-CHACHA20POLY1305", read_text(mailer_log))
+    command = re.search(rb"XBLACKPONY (\S+) (XX|IK) ", c_stream)
+    check(command is not None and command.group(1).decode() == SUITE and command.group(2) == b"XX",
+          "site A asked for the default suite: XBLACKPONY %s XX (first contact: Noise XX)" % SUITE,
+          "client stream starts: %r" % c_stream[:300])
+    check(("220 2.0.0 Go ahead with %s\r\n" % SUITE).encode() in s_stream,
+          "site B answered 220 2.0.0 Go ahead with %s" % SUITE, "server stream starts: %r" % s_stream[:300])
+    check(any("suite=%s" % SUITE in l for l in inbound_lines),
+          "inbound.log: session ... suite=%s" % SUITE, read_text(inbound_log))
+    check(any("suite=%s" % SUITE in l for l in mailer_lines),
+          "mailer.log: delivery ... suite=%s" % SUITE, read_text(mailer_log))
     check(any("peer=" + fps["B"] in l for l in mailer_lines) and any("peer=" + fps["A"] in l for l in inbound_lines),
           "each side logged the other's key (mailer: site B's, blackpony: site A's)",
           "site A %s\nsite B %s" % (fps["A"], fps["B"]))

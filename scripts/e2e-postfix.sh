@@ -208,12 +208,14 @@ if ! setpriv --reuid="$RUN_USER" --regid="$RUN_GROUP" --clear-groups "$BP" --ver
     export BLACKPONY_BIN
 fi
 
-# Host keys of site A (the mailer) and site B (blackpony), owned by the
-# user that runs them, 0600; A's known-peers store; the blackpony logs.
+# Host keys of site A (the mailer) and site B (blackpony), with the static
+# keys and certificates of handshake v2 beside them (host.key.x25519 0600,
+# host.key.cert), owned by the user that runs them; A's known-peers store;
+# the blackpony logs.
 for s in a b; do
     install -d -m 755 "$D/$s"
     "$BP" --generate-key --key "$D/$s/host.key" >"$D/$s/fingerprint"
-    chown "$RUN_USER:$RUN_GROUP" "$D/$s/host.key"
+    chown "$RUN_USER:$RUN_GROUP" "$D/$s/host.key" "$D/$s/host.key.x25519" "$D/$s/host.key.cert"
 done
 install -d -m 750 -o "$RUN_USER" -g "$RUN_GROUP" "$D/a/state" "$D/direct"
 for l in a-mailer b-proxy b-xclient b-control direct-mailer; do

@@ -260,8 +260,8 @@ for s in a a2; do makemap hash "$D/$s/mailertable" <"$D/$s/mailertable"; done
 # all addresses, with this run's binary, backend, source address, key and log;
 # and the same on 127.0.0.7 (mx-rsa.site-b.test) restricted to RSA-BLOWFISH,
 # so both suites are tested (the default one and the original one).
-B_ARGS="--backend 127.0.0.3:2525 --source 127.0.0.5 --key $D/b/host.key --log $D/logs/b-blackpony.log"
-B_RSA_ARGS="--backend 127.0.0.3:2525 --source 127.0.0.5 --key $D/b/host.key --log $D/logs/b-blackpony-rsa.log --suites RSA-BLOWFISH"
+B_ARGS="--backend 127.0.0.3:2525 --source 127.0.0.5 --key $D/b/keys/host.key --log $D/logs/b-blackpony.log"
+B_RSA_ARGS="--backend 127.0.0.3:2525 --source 127.0.0.5 --key $D/b/keys/host.key --log $D/logs/b-blackpony-rsa.log --suites RSA-BLOWFISH"
 inetd_line() { # address extra-args
     awk -v addr="$1" -v bin="$BP" -v args="$2" '
         /^[ \t]*(#|$)/ { next }
@@ -370,13 +370,21 @@ printf '%s\n' env SYSTEMD_LOG_LEVEL=warning /usr/bin/systemd-socket-activate --l
     setpriv --reuid="$TH_USER" --regid="$TH_GROUP" --init-groups -- \
     "$BP" $B_ARGS --max-connections 20 --shutdown-grace 10 >"$D/b/activate.cmd"
 
-# Host keys (0600, owned by the user that runs each side), A's known-peers
-# directory (0750), and the log files of both programs.
-for s in a b; do
-    "$BP" --generate-key --key "$D/$s/host.key" >"$D/$s/fingerprint"
+# Host keys (0600, owned by the user that runs each side) with their static
+# keys and certificates (host.key.x25519, host.key.cert: handshake v2), A's
+# known-peers directory (0750), and the log files of both programs. Site B's
+# key files are in b/keys, a directory its user may write, as the package
+# makes /etc/blackpony for blackpony-renew.service: run.py renews B's
+# certificate as that user, the way the timer does.
+install -d -m 755 -o "${INBOUND_USER%%:*}" "$D/b/keys"
+for k in a/host.key b/keys/host.key; do
+    "$BP" --generate-key --key "$D/$k" >"$D/${k%%/*}/fingerprint"
+    for f in "$D/$k" "$D/$k.x25519" "$D/$k.cert"; do
+        [ -f "$f" ] || die "blackpony --generate-key did not make $f"
+    done
 done
-chown "$MAILER_USER" "$D/a/host.key"
-chown "$INBOUND_USER" "$D/b/host.key"
+chown "$MAILER_USER" "$D/a/host.key" "$D/a/host.key.x25519" "$D/a/host.key.cert"
+chown "$INBOUND_USER" "$D/b/keys/host.key" "$D/b/keys/host.key.x25519" "$D/b/keys/host.key.cert"
 install -d -m 750 "$D/a/state"
 chown "$MAILER_USER" "$D/a/state"
 install -m 640 /dev/null "$D/logs/a-mailer.log"

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-X = "X25519-CHACHA20POLY1305"
+X = "NOISE-25519-CHACHAPOLY-SHA256"  # the default suite (handshake v2)
 R = "RSA-BLOWFISH"
 
 

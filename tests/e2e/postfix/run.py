@@ -36,7 +36,7 @@ B_PROXY = ("127.0.0.22", 25)     # site B: inetd -> blackpony --proxy-protocol v
 B_XCLIENT = ("127.0.0.23", 25)   # site B: inetd -> blackpony --xclient -> Postfix :2526
 B_CONTROL = ("127.0.0.25", 25)   # site B: inetd -> blackpony (no address passing) -> Postfix :2527
 OUTSIDE = "127.0.0.29"           # an outside client's address
-FS = "X25519-CHACHA20POLY1305"   # the suite two current blackpony sites must agree on
+FS = "NOISE-25519-CHACHAPOLY-SHA256"  # the suite two current blackpony sites agree on (handshake v2, the default)
 
 LOG = {
     "a": os.path.join(D, "a", "maillog"),

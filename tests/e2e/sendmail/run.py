@@ -36,6 +36,11 @@ B_SOURCE = "127.0.0.5"         # blackpony's --source address towards the backen
 OUTSIDE = "127.0.0.9"          # an "outside" client's address
 B_RSA = ("127.0.0.7", 25)      # site B again, blackpony restricted to --suites RSA-BLOWFISH
 GO_AHEAD = re.compile(rb"220 2\.0\.0 Go ahead with ([A-Z0-9-]+)\r\n")
+V2 = "NOISE-25519-CHACHAPOLY-SHA256"  # handshake v2: the one suite blackpony offers by default
+
+A_KEY = os.path.join(D, "a", "host.key")          # with .x25519 (static key) and .cert beside it
+B_KEY = os.path.join(D, "b", "keys", "host.key")  # b/keys: writable by B's user (renewal)
+A_CERTS = os.path.join(D, "a", "state", "known_peers.certs")  # the mailer's cache of v2 certificates
 
 B_LOG = os.path.join(D, "logs", "b-blackpony.log")
 B_RSA_LOG = os.path.join(D, "logs", "b-blackpony-rsa.log")
@@ -344,9 +349,9 @@ def test_a_to_b():
         offer, offer_rsa = ehlo_offer(B_PUBLIC, B_LOG), ehlo_offer(B_RSA, B_RSA_LOG)
         info("B offers XBLACKPONY %s on 127.0.0.3:25, %s on 127.0.0.7:25 (--suites RSA-BLOWFISH)"
              % (" ".join(offer), " ".join(offer_rsa)))
-        report(len(offer) >= 1 and "RSA-BLOWFISH" in offer and offer_rsa == ["RSA-BLOWFISH"],
-               "[1] B offers %s by default and only RSA-BLOWFISH with --suites RSA-BLOWFISH"
-               % ",".join(offer), "%r / %r" % (offer, offer_rsa))
+        report(offer == [V2] and offer_rsa == ["RSA-BLOWFISH"],
+               "[1] B offers only %s by default and only RSA-BLOWFISH with --suites RSA-BLOWFISH" % V2,
+               "%r / %r" % (offer, offer_rsa))
         SUITE = offer[0] if offer else "?"
         bmark, rmark, amark = log_mark(B_LOG), log_mark(B_RSA_LOG), log_mark(A_LOG)
         msgs = {
@@ -420,6 +425,56 @@ def after_handshake(chunks):
     return plain, None, None
 
 
+def identity_bytes(key):
+    """Byte strings that name the host of the RSA key at `key`: its SPKI (DER),
+    32 bytes from the middle of its modulus (found however the key is
+    framed), and its v2 certificate (whole, and the last 32 bytes of its
+    signature). Handshake v2 carries them encrypted only."""
+    spki = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                          capture_output=True, check=True).stdout
+    mod = subprocess.run(["openssl", "rsa", "-in", key, "-noout", "-modulus"],
+                         capture_output=True, text=True, check=True).stdout
+    n = bytes.fromhex(mod.strip().split("=", 1)[1])
+    cert = base64.b64decode(open(key + ".cert").read().split()[1])
+    return {"RSA SPKI": spki, "RSA modulus": n[len(n) // 2 - 16:len(n) // 2 + 16],
+            "certificate": cert, "certificate signature": cert[-32:]}
+
+
+def clear_views(chunks):
+    """What a passive tap reads in one TCP stream: each direction's bytes
+    joined, and the base64 arguments of its XBLACKPONY command lines decoded."""
+    c2s = b"".join(d for p, d in chunks if p != 25)
+    s2c = b"".join(d for p, d in chunks if p == 25)
+    views = [c2s, s2c]
+    for line in c2s.split(b"\r\n"):
+        if line.startswith(b"XBLACKPONY "):
+            for word in line.split()[1:]:
+                try:
+                    views.append(base64.b64decode(word, validate=True))
+                except ValueError:
+                    pass
+    return views
+
+
+def identities_in_clear(chunks):
+    """Which of A's and B's identity bytes appear in clear in a stream."""
+    ids = {"A": identity_bytes(A_KEY), "B": identity_bytes(B_KEY)}
+    views = clear_views(chunks)
+    return ["%s's %s" % (host, what) for host, d in sorted(ids.items()) for what, b in d.items()
+            if any(b in v for v in views)]
+
+
+def xblackpony_commands(chunks):
+    """The XBLACKPONY command lines the client sent in a stream: [(suite, pattern)]
+    (pattern XX or IK for handshake v2, "" otherwise)."""
+    out = []
+    for line in b"".join(d for p, d in chunks if p != 25).split(b"\r\n"):
+        if line.startswith(b"XBLACKPONY "):
+            words = line.decode("ascii", "replace").split()
+            out.append((words[1] if len(words) > 1 else "", words[2] if len(words) > 3 else ""))
+    return out
+
+
 def test_capture():
     with Test("2 the wire between A and B is encrypted (tshark)"):
         canary = "CANARY-%s-PLAINTEXT" % RUN_ID
@@ -460,7 +515,149 @@ def test_capture():
             seen_before = [s.decode() for s in envelope if s in plain]
             report(not seen_before, "[2] %s:25: no envelope or message text before the handshake either" % server,
                    "found: %s" % seen_before)
+            named = identities_in_clear(chunks)
+            if suite == V2:
+                report(not named, "[2] %s:25 (%s): no RSA SPKI, modulus or certificate of A or B in clear anywhere"
+                       " in the connection (commands' base64 decoded too): v2 hides both identities" % (server, suite),
+                       "found in clear: %s" % named)
+            else:
+                # The control that shows the search finds keys when they are there.
+                report("A's RSA SPKI" in named and "B's RSA SPKI" in named,
+                       "[2] control: %s:25 (%s) shows both hosts' RSA SPKI in clear (ClientHello, ServerHello),"
+                       " so the search above would find them" % (server, suite), "found: %s" % named)
         info("capture: %s" % cap.path)
+
+
+def deliver_to_b(tag, text, what):
+    """One message from A to bob@site-b.test under a capture of 127.0.0.3:25.
+    Returns (delivered, [[(suite, pattern)] per connection], [chunks per
+    connection], A's delivery lines)."""
+    amark = log_mark(A_LOG)
+    cap = Capture(tag, "host 127.0.0.3 and port 25")
+    try:
+        msg = message(tag, "alice@site-a.test", "bob@site-b.test", "e2e " + tag, text.encode() + b"\r\n")
+        refused = send(A, "alice@site-a.test", ["bob@site-b.test"], msg)
+    finally:
+        cap.stop()
+    ok = not refused and check_delivered("b", tag, msg, what + ": delivered byte for byte")
+    streams = [chunks for _, chunks in sorted(cap.streams().items())]
+    lines = wait_lines(A_LOG, amark, r"\bdelivery dest=site-b\.test")
+    return ok, [xblackpony_commands(c) for c in streams], streams, lines
+
+
+def encrypted_v2(lines):
+    return len(lines) == 1 and field(lines[0], "suite") == V2 and field(lines[0], "verdict") == "ok"
+
+
+def as_b_user(*args):
+    u = open(os.path.join(D, "run", "inbound.user")).read().strip()
+    user, _, group = u.partition(":")
+    return subprocess.run(["runuser", "-u", user] + (["-g", group] if group else []) + ["--", *args],
+                          capture_output=True, text=True)
+
+
+def cached_cert(host):
+    if not os.path.exists(A_CERTS):
+        return None
+    for line in open(A_CERTS):
+        words = line.split()
+        if len(words) == 2 and words[0] == host:
+            return words[1]
+    return None
+
+
+def test_ik_and_renewal():
+    with Test("9 v2: IK to a known peer; B renews its certificate, then its static key"):
+        b_cert = lambda: open(B_KEY + ".cert").read().split()[1]
+        report(cached_cert("mx.site-b.test") == b_cert(),
+               "[9] A's known_peers.certs holds B's certificate for mx.site-b.test (from an earlier XX)",
+               "cached %r, B's %r" % (cached_cert("mx.site-b.test"), b_cert()))
+        # First contact again: without the cached certificate the mailer uses XX.
+        os.remove(A_CERTS)
+        ok, cmds, _, lines = deliver_to_b("ik-first", "first contact", "[9] cache removed")
+        report(ok and cmds == [[(V2, "XX")]] and encrypted_v2(lines),
+               "[9] without a cached certificate: one connection, 'XBLACKPONY %s XX', A logs suite=%s" % (V2, V2),
+               "commands %r; A: %s" % (cmds, lines))
+        report(cached_cert("mx.site-b.test") == b_cert(), "[9] the XX delivery cached B's certificate again",
+               repr(cached_cert("mx.site-b.test")))
+        ok, cmds, streams, lines = deliver_to_b("ik-second", "second delivery", "[9] second delivery")
+        report(ok and cmds == [[(V2, "IK")]] and encrypted_v2(lines),
+               "[9] the second delivery to the same site: 'XBLACKPONY %s IK' (1 round trip), A logs suite=%s"
+               % (V2, V2), "commands %r; A: %s" % (cmds, lines))
+        named = identities_in_clear(streams[0]) if streams else ["(no stream)"]
+        report(not named, "[9] the IK connection shows no RSA SPKI or certificate of A or B in clear",
+               "found: %s" % named)
+
+        # Renewal that keeps the static key (what the daily timer does when due), as B's user.
+        x_before, c_before = open(B_KEY + ".x25519", "rb").read(), b_cert()
+        r = as_b_user(os.path.join(BIN, "blackpony"), "--renew-cert", "--force", "--key", B_KEY)
+        report(r.returncode == 0 and "issued" in r.stdout and open(B_KEY + ".x25519", "rb").read() == x_before
+               and b_cert() != c_before,
+               "[9] blackpony --renew-cert --force as B's user: a new certificate, the same static key (%s)"
+               % r.stdout.strip(), r.stdout + r.stderr)
+        ok, cmds, _, lines = deliver_to_b("ik-renewed", "after renewal", "[9] after the renewal")
+        report(ok and cmds == [[(V2, "IK")]] and encrypted_v2(lines),
+               "[9] after the renewal: still IK (the static key is the same), A logs suite=%s" % V2,
+               "commands %r; A: %s" % (cmds, lines))
+
+        # A new static key: the cached one is stale, the client falls back to XX (never to plain).
+        os.rename(B_KEY + ".x25519", B_KEY + ".x25519.old")
+        r = as_b_user(os.path.join(BIN, "blackpony"), "--renew-cert", "--key", B_KEY)
+        report(r.returncode == 0 and os.path.exists(B_KEY + ".x25519")
+               and open(B_KEY + ".x25519", "rb").read() != x_before,
+               "[9] static key moved away; blackpony --renew-cert makes a new one (%s)" % r.stdout.strip(),
+               r.stdout + r.stderr)
+        ok, cmds, _, lines = deliver_to_b("ik-stale", "after a new static key", "[9] after the new static key")
+        report(ok and cmds in ([[(V2, "IK"), (V2, "XX")]], [[(V2, "IK")], [(V2, "XX")]]) and encrypted_v2(lines),
+               "[9] stale cached key: IK refused, then XX (%s), delivered encrypted, A logs suite=%s"
+               % ("same connection" if len(cmds) == 1 else "next connection", V2),
+               "commands %r; A: %s" % (cmds, lines))
+        report(cached_cert("mx.site-b.test") == b_cert(), "[9] the XX after the stale IK cached B's new certificate",
+               repr(cached_cert("mx.site-b.test")))
+        ok, cmds, _, lines = deliver_to_b("ik-again", "IK with the new key", "[9] the next delivery")
+        report(ok and cmds == [[(V2, "IK")]] and encrypted_v2(lines),
+               "[9] the next delivery uses IK again, with B's new static key", "commands %r; A: %s" % (cmds, lines))
+        report(not queue_files("a"), "[9] site A's queue is empty", mailq("a"))
+
+
+def test_rsa_unreadable():
+    with Test("10 v2 never reads the RSA private key: B's, then A's too, made unreadable"):
+        modes = {k: os.stat(k).st_mode & 0o7777 for k in (A_KEY, B_KEY)}
+        try:
+            os.chmod(B_KEY, 0)
+            r = as_b_user(os.path.join(BIN, "blackpony"), "--fingerprint", "--key", B_KEY)
+            report(r.returncode != 0,
+                   "[10] control: B's user cannot read B's RSA key now (blackpony --fingerprint fails: %s)"
+                   % (r.stdout + r.stderr).strip()[:100], r.stdout)
+            bmark = log_mark(B_LOG)
+            ok, cmds, streams, lines = deliver_to_b("rsa-unreadable-b", "B's RSA key unreadable",
+                                                    "[10] B's RSA key mode 000")
+            report(ok and cmds and all(c and all(s == V2 for s, _ in c) for c in cmds) and encrypted_v2(lines),
+                   "[10] B's RSA key unreadable: A -> B still encrypted with %s (%s)"
+                   % (V2, " ".join(p for c in cmds for _, p in c)), "commands %r; A: %s" % (cmds, lines))
+            go = [GO_AHEAD.search(b"".join(d for p, d in c if p == 25)) for c in streams]
+            report(go and all(m and m.group(1).decode() == V2 for m in go),
+                   "[10] the capture shows '220 2.0.0 Go ahead with %s'" % V2, repr(go))
+            blines = wait_lines(B_LOG, bmark, r"\bsession client=")
+            report(len(blines) == 1 and field(blines[0], "suite") == V2 and field(blines[0], "end") == "quit"
+                   and not [l for l in log_since(B_LOG, bmark) if "error" in l],
+                   "[10] B's inbound log: suite=%s end=quit, no error" % V2, "\n".join(log_since(B_LOG, bmark)))
+
+            os.chmod(A_KEY, 0)
+            amark = log_mark(A_LOG)
+            ok, cmds, streams, lines = deliver_to_b("rsa-unreadable-ab", "A's and B's RSA keys unreadable",
+                                                    "[10] A's and B's RSA keys mode 000")
+            report(ok and cmds and all(c and all(s == V2 for s, _ in c) for c in cmds) and encrypted_v2(lines),
+                   "[10] A's RSA key unreadable too: A -> B still encrypted with %s" % V2,
+                   "commands %r; A: %s" % (cmds, " | ".join(log_since(A_LOG, amark))[-400:]))
+        finally:
+            for k, m in modes.items():
+                os.chmod(k, m)
+        # Whatever the above left in A's queue goes now, with the keys back.
+        if queue_files("a"):
+            ctl("runq", "a", check=False)
+        report(not queue_files("a") and find_delivered("b", "rsa-unreadable-ab", timeout=2) is not None,
+               "[10] keys restored: A's queue is empty, every message delivered", mailq("a"))
 
 
 def test_mixed():
@@ -767,6 +964,9 @@ def test_systemd():
         report(any(c.startswith("host.key:") for c in cred) and "${CREDENTIALS_DIRECTORY}/host.key" in execs,
                "[6] blackpony@.service: the key comes as a credential (LoadCredential=host.key:..., --key "
                "${CREDENTIALS_DIRECTORY}/host.key)", "LoadCredential=%r ExecStart=%r" % (cred, execs))
+        report(any(c.startswith("host.key.x25519:") for c in cred) and any(c.startswith("host.key.cert:") for c in cred),
+               "[6] blackpony@.service: the static key and certificate come as credentials too (handshake v2"
+               " finds them beside --key)", "LoadCredential=%r" % cred)
         report("--source" in execs or "--proxy-protocol" in execs or "--xclient" in execs,
                "[6] blackpony@.service: ExecStart passes --source/--proxy-protocol/--xclient (no open relay)", execs)
 
@@ -787,6 +987,20 @@ def test_systemd():
         report(not differ, "[6] blackpony-threaded.service has blackpony@.service's sandbox, user and credential",
                "differs: %s" % differ)
 
+        # Certificate renewal: a daily timer running a oneshot as the key's owner.
+        rsvc = os.path.join(REPO, "deploy", "systemd", "blackpony-renew.service")
+        rtim = os.path.join(REPO, "deploy", "systemd", "blackpony-renew.timer")
+        rs, rt = parse_unit(open(rsvc).read()), parse_unit(open(rtim).read())
+        rexec = " ".join(rs.get(("Service", "ExecStart"), []))
+        report(rs.get(("Service", "Type")) == ["oneshot"] and rs.get(("Service", "User")) == v.get(("Service", "User"))
+               and "--renew-cert" in rexec and "--force" not in rexec,
+               "[6] blackpony-renew.service: Type=oneshot, User=%s (the key's owner), ExecStart=%s"
+               % ((rs.get(("Service", "User")) or ["?"])[0], rexec), repr(rs))
+        report(rt.get(("Timer", "OnCalendar")) == ["daily"] and rt.get(("Timer", "Persistent")) == ["true"]
+               and bool(rt.get(("Timer", "RandomizedDelaySec"))) and rt.get(("Install", "WantedBy")) == ["timers.target"],
+               "[6] blackpony-renew.timer: OnCalendar=daily, Persistent=true, RandomizedDelaySec=%s, WantedBy=timers.target"
+               % (rt.get(("Timer", "RandomizedDelaySec")) or ["?"])[0], repr(rt))
+
         sda = shutil.which("systemd-analyze")
         if not sda:
             info("systemd-analyze is not installed: only the checks above ran (no systemd verification)")
@@ -797,7 +1011,7 @@ def test_systemd():
         vdir = os.path.join(D, "systemd")
         os.makedirs(vdir, exist_ok=True)
         notes = []
-        for path in (sock, svc, tsock, tsvc):
+        for path in (sock, svc, tsock, tsvc, rsvc, rtim):
             text = open(path).read()
             exe = re.search(r"^ExecStart=[-@:+!]*(\S+)", text, re.M)
             if exe and not os.access(exe.group(1), os.X_OK):
@@ -805,7 +1019,8 @@ def test_systemd():
                 notes.append("ExecStart path %s -> %s" % (exe.group(1), os.path.join(BIN, "blackpony")))
             open(os.path.join(vdir, os.path.basename(path)), "w").write(text)
         man = subprocess.run(["man", "-w", "8", "blackpony"], capture_output=True).returncode == 0
-        names = ["blackpony.socket", "blackpony@.service", "blackpony-threaded.socket", "blackpony-threaded.service"]
+        names = ["blackpony.socket", "blackpony@.service", "blackpony-threaded.socket", "blackpony-threaded.service",
+                 "blackpony-renew.service", "blackpony-renew.timer"]
         args = [sda, "verify"] + ([] if man else ["--man=no"]) + [os.path.join(vdir, n) for n in names]
         if not man:
             notes.append("--man=no: blackpony(8) is not installed yet")
@@ -813,7 +1028,7 @@ def test_systemd():
         report(r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(),
                "[6] systemd-analyze verify %s: clean" % " ".join(names)
                + (" (%s)" % "; ".join(notes) if notes else ""), (r.stdout + r.stderr).strip())
-        for name in ("blackpony@.service", "blackpony-threaded.service"):
+        for name in ("blackpony@.service", "blackpony-threaded.service", "blackpony-renew.service"):
             r = subprocess.run([sda, "security", "--offline=yes", os.path.join(vdir, name)],
                                capture_output=True, text=True, cwd=vdir)
             m = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", r.stdout)
@@ -872,7 +1087,7 @@ def syscalls_under_filter(sda, unit):
     conn, _ = lst.accept()
     bp = subprocess.Popen([strace, "-f", "-qq", "-o", trace, os.path.join(BIN, "blackpony"),
                            "--backend", "%s:%d" % B_BACKEND, "--source", B_SOURCE,
-                           "--key", os.path.join(D, "b", "host.key")],
+                           "--key", B_KEY],
                           stdin=conn, stdout=conn, stderr=subprocess.DEVNULL)
     conn.close()
     lst.close()
@@ -916,7 +1131,7 @@ def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "main"
     t = time.time()
     if what == "main":
-        for test in (test_m4, test_a_to_b, test_capture, test_mixed, test_open_relay, test_smuggling, test_deferred,
+        for test in (test_m4, test_a_to_b, test_capture, test_ik_and_renewal, test_rsa_unreadable, test_mixed, test_open_relay, test_smuggling, test_deferred,
                      test_admin_as_root):
             test()
     elif what == "xinetd":

@@ -1,8 +1,9 @@
 //! What a faster RSA implementation would save per connection: RSA-2048
 //! PSS-SHA256 signing of the same digest with the same host key, by the `rsa`
-//! crate blackpony uses and by `ring` (BoringSSL's assembly). Every blackpony
-//! handshake makes one private-key operation on each side (a PSS signature in
-//! X25519-CHACHA20POLY1305, an OAEP decryption in RSA-BLOWFISH).
+//! crate blackpony uses and by `ring` (BoringSSL's assembly). An RSA-BLOWFISH
+//! handshake makes one private-key operation (an OAEP decryption); handshake
+//! v2 makes none per connection, only one PSS signature per certificate
+//! renewal.
 //!
 //! usage: rsaring --key FILE [--secs 0.5] [--rounds 5]     wall clock, µs per signature
 //!        rsaring --key FILE --ir rsa|ring [--n 3]         inside `ir_region` (n + 1 times), for callgrind
