@@ -40,7 +40,7 @@ pub struct OutboundConfig {
 enum Phase {
     /// Greeted; sendmail's first EHLO decides plain or encrypted.
     ExpectEhlo,
-    /// EHLO done; the policy is checked at the first MAIL.
+    /// Greeted after HELO (or a failed EHLO): the policy is checked at the first MAIL.
     Greeted,
     /// Policy passed: relaying transactions.
     Relaying,
@@ -343,6 +343,10 @@ impl Session<'_> {
             self.summary.suite = on.suite;
             self.summary.peer_fingerprint = on.peer_fingerprint;
             self.server_cert = on.server_cert;
+            if let Some(reason) = self.check_policy()? {
+                return Ok(Some(reason));
+            }
+            self.phase = Phase::Relaying;
             ehlo::strip_keyword(&mut inner);
             // TLS inside our channel would add nothing and would hide the
             // dialogue from us (no pin after delivery): not offered to sendmail.
@@ -356,6 +360,15 @@ impl Session<'_> {
                 "{}: offers XBLACKPONY {o}, none of which we allow; staying plain",
                 self.mx_host
             );
+        }
+        // A peer that offers nothing we use: decided now, before sendmail
+        // says anything more (AUTH, MAIL) to a server that may have stripped
+        // the keyword.
+        if reply.code == 250 {
+            if let Some(reason) = self.check_policy()? {
+                return Ok(Some(reason));
+            }
+            self.phase = Phase::Relaying;
         }
         ehlo::strip_keyword(&mut reply);
         set_last_reply(&mut self.summary, &reply);
