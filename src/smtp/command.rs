@@ -77,34 +77,3 @@ pub fn bdat_args(line: &[u8]) -> Option<(u64, bool)> {
     };
     Some((size.parse().ok()?, last))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verbs() {
-        assert_eq!(verb(b"ehlo x\r\n"), Verb::Ehlo);
-        assert_eq!(verb(b"MAIL FROM:<a@b>\r\n"), Verb::Mail);
-        assert_eq!(verb(b"xblackpony ROT13\r\n"), Verb::XBlackpony);
-        assert_eq!(verb(b"DATA\r\n"), Verb::Data);
-        assert_eq!(verb(b"DATAX\r\n"), Verb::Other);
-        assert_eq!(verb(b"STARTTLS\r\n"), Verb::StartTls);
-        assert_eq!(verb(b""), Verb::Other);
-    }
-
-    #[test]
-    fn bdat() {
-        assert_eq!(bdat_args(b"BDAT 100 LAST\r\n"), Some((100, true)));
-        assert_eq!(bdat_args(b"BDAT 7\r\n"), Some((7, false)));
-        assert_eq!(bdat_args(b"BDAT x\r\n"), None);
-        assert_eq!(bdat_args(b"BDAT 1 LAST x\r\n"), None);
-        assert_eq!(bdat_args(b"BDAT 99999999999999999999\r\n"), None);
-    }
-
-    #[test]
-    fn args() {
-        assert_eq!(arguments(b"XBLACKPONY ROT13\r\n"), vec!["ROT13"]);
-        assert_eq!(arguments(b"XBLACKPONY  A B\r\n"), vec!["A", "B"]);
-    }
-}

@@ -59,37 +59,3 @@ pub fn read_reply<R: Read>(r: &mut LineReader<R>, what: &'static str) -> Result<
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_multiline() {
-        let mut r = LineReader::new(&b"250-a\r\n250-b\r\n250 c\r\n220 x\r\n"[..]);
-        let rep = read_reply(&mut r, "t").unwrap();
-        assert_eq!(rep.code, 250);
-        assert_eq!(rep.lines.len(), 3);
-        assert_eq!(rep.texts().collect::<Vec<_>>(), vec![&b"a"[..], b"b", b"c"]);
-        assert_eq!(read_reply(&mut r, "t").unwrap().code, 220);
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        for bad in [
-            &b"25 x\r\n"[..],
-            b"abc\r\n",
-            b"250x\r\n",
-            b"250-a\r\n251 b\r\n",
-            b"650 x\r\n",
-        ] {
-            let mut r = LineReader::new(bad);
-            assert!(
-                read_reply(&mut r, "t").is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        assert_eq!(parse_line(b"354\r\n"), Some((354, false)));
-    }
-}
