@@ -97,7 +97,7 @@ impl SuitePolicy {
 
     /// Whether a suite that needs the RSA private key is among them.
     pub fn uses_rsa(&self) -> bool {
-        self.keyed.iter().any(|s| *s == SuiteId::RsaBlowfish)
+        self.keyed.contains(&SuiteId::RsaBlowfish)
     }
 
     /// From `--suites LIST` (comma or space separated names, most preferred
