@@ -1,7 +1,10 @@
 //! Handshake v2 (NOISE-25519-CHACHAPOLY-SHA256) through both real binaries
 //! over real sockets: XX on first contact, IK (inner EHLO in the first
 //! flight) once the mailer has the server's certificate cached, a stale
-//! cached key starting over with XX, and no RSA private key on the path.
+//! cached key starting over with XX, and no RSA private key on the path;
+//! then the attacks: every handshake message tampered, truncated or taken
+//! from another session, bad certificates either way, a wrong pin, and a
+//! replayed IK first flight.
 
 mod support;
 
@@ -331,4 +334,248 @@ fn ik_messages_tampered() {
     );
     assert!(contains(&caps[before].down, b"454 4.7.0"));
     assert!(!contains(up, b"MAIL FROM") && !contains(up, b"Subject: hs"));
+}
+
+/// Under --policy tofu, a server whose RSA fingerprint is not the pinned
+/// one: deferred at EHLO (4xx, exit 75), and after its XBLACKPONY line the
+/// mailer sent nothing (no msg3: the refused server learns nothing more).
+#[test]
+fn wrong_pin_under_tofu_defers_at_ehlo_with_nothing_sent() {
+    let (ka, kb) = test_keys();
+    let dir = scratch("v2-wrong-pin");
+    let sink = Sink::start();
+    let (_d, inbound) = start_inbound(
+        sink.addr,
+        &["--key", kb.to_str().unwrap()],
+        &dir.join("in.log"),
+    );
+    let relay = Relay::start(inbound);
+    // The pin names another key (a's) for this host.
+    let known = dir.join("p.known_peers");
+    fs::write(
+        &known,
+        format!(
+            "[127.0.0.1] {} {V2} 2026-01-01 2026-01-01\n",
+            fingerprint(ka)
+        ),
+    )
+    .unwrap();
+    let args = v2_args(relay.addr.port(), &dir, "p", &["--policy", "tofu"]);
+    let run = run_mailer(&args, "[127.0.0.1]", HS_BODY, &Drive::default());
+    assert_eq!(run.status.code(), Some(75), "{run:#?}");
+    assert!(run.reply("EHLO").unwrap().starts_with('4'), "{run:#?}");
+    run.assert_not_accepted();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(sink.messages().is_empty());
+    assert!(!sink.commands().iter().any(|c| c.starts_with("MAIL")));
+    let cap = relay.captures().pop().unwrap();
+    let at = cap
+        .up
+        .windows(11)
+        .position(|w| w == b"XBLACKPONY ")
+        .expect("the switch was asked for");
+    let after = &cap.up[at..];
+    let rest = &after[after.iter().position(|&b| b == b'\n').unwrap() + 1..];
+    assert!(
+        rest.is_empty() || rest == b"QUIT\r\n",
+        "sent after the refused server's msg2: {:?}",
+        String::from_utf8_lossy(rest)
+    );
+    // The pin is unchanged.
+    assert!(fs::read_to_string(&known)
+        .unwrap()
+        .contains(&fingerprint(ka)));
+}
+
+/// A recorded IK first flight (outer EHLO, then the IK command line) and
+/// the records after it, replayed on a new connection to the server: it
+/// answers the inner EHLO inside msg2 and relays nothing else to the MTA
+/// (the replayed records do not open under the new session's keys).
+#[test]
+fn replayed_ik_first_flight_gets_only_the_ehlo_answered() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (_, kb) = test_keys();
+    let dir = scratch("v2-ik-replay");
+    let sink = Sink::start();
+    let (_d, inbound) = start_inbound(
+        sink.addr,
+        &["--key", kb.to_str().unwrap()],
+        &dir.join("in.log"),
+    );
+    let relay = Relay::start(inbound);
+    let args = v2_args(relay.addr.port(), &dir, "r", &[]);
+    for i in 0..2 {
+        let run = run_mailer(&args, "[127.0.0.1]", HS_BODY, &Drive::default());
+        assert!(run.delivered(), "{i}: {run:#?}");
+    }
+    assert_eq!(sink.wait_for(2).len(), 2);
+    let cap = relay.captures().pop().unwrap();
+    let ik = format!("XBLACKPONY {V2} IK ");
+    let at = cap
+        .up
+        .windows(ik.len())
+        .position(|w| w == ik.as_bytes())
+        .expect("IK used");
+    let end = at + cap.up[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let (plain, records) = (&cap.up[..end], &cap.up[end..]);
+    let before = sink.commands().len();
+
+    let s = std::net::TcpStream::connect(inbound).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220"), "{line}");
+    // The recorded lines one by one, each answered before the next.
+    for l in plain.split_inclusive(|&b| b == b'\n') {
+        w.write_all(l).unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+    }
+    assert!(
+        line.starts_with("220 2.0.0 Go ahead"),
+        "the replayed IK msg1 was taken: {line}"
+    );
+    let mut head = [0u8; 3];
+    r.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 4, "msg2 follows");
+    let mut msg2 = vec![0u8; u16::from_be_bytes([head[1], head[2]]).into()];
+    r.read_exact(&mut msg2).unwrap();
+    // The recorded records (certificate, MAIL, RCPT, DATA, ...): the server
+    // cannot open them under this session's keys and closes.
+    let _ = w.write_all(records);
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The MTA saw the outer EHLO and the inner one (answered in msg2), and
+    // nothing after them: no MAIL, no RCPT, no DATA.
+    let cmds = sink.commands();
+    assert_eq!(
+        cmds[before..],
+        ["EHLO sender.test", "EHLO sender.test"],
+        "the replay reached the MTA: {cmds:?}"
+    );
+    assert_eq!(sink.messages().len(), 2);
+}
+
+/// `dir/<name>` a copy of the RSA key `key` with its static key, and a
+/// certificate file holding `cert` (the format of src/static_key.rs).
+fn key_with_cert(
+    dir: &std::path::Path,
+    key: &std::path::Path,
+    name: &str,
+    cert: &[u8],
+) -> std::path::PathBuf {
+    use base64ct::{Base64, Encoding};
+    use blackpony::static_key::{paths_for, CERT_HEADER};
+    let k = dir.join(name);
+    fs::copy(key, &k).unwrap();
+    let (static_key, cert_file) = paths_for(&k);
+    fs::copy(paths_for(key).0, static_key).unwrap();
+    fs::write(
+        cert_file,
+        format!("{CERT_HEADER} {}\n", Base64::encode_string(cert)),
+    )
+    .unwrap();
+    k
+}
+
+/// Certificates a peer must refuse, for the static key beside `key`:
+/// expired, not yet valid, and one whose signature is another RSA key's
+/// (issued by `other` over `key`'s SPKI and static key).
+fn bad_certs(key: &std::path::Path, other: &std::path::Path) -> Vec<(&'static str, Vec<u8>)> {
+    use blackpony::keys::HostKey;
+    const DAY: u64 = 86_400;
+    let now = blackpony::clock::now_unix();
+    let host = HostKey::load(key).unwrap();
+    let static_public = blackpony::static_key::load(key).unwrap().public;
+    let issue = |nb, na| blackpony::cert::issue(&host, &static_public, nb, na);
+    // Signed by `other` over its own SPKI; then `key`'s SPKI put in its place.
+    let mut foreign = blackpony::cert::issue(
+        &HostKey::load(other).unwrap(),
+        &static_public,
+        now - DAY,
+        now + 90 * DAY,
+    );
+    let spki = host.public_der();
+    assert_eq!(
+        u16::from_be_bytes([foreign[72], foreign[73]]) as usize,
+        spki.len()
+    );
+    foreign[74..74 + spki.len()].copy_from_slice(spki);
+    vec![
+        ("expired", issue(now - 100 * DAY, now - 10 * DAY)),
+        ("not-yet-valid", issue(now + 10 * DAY, now + 100 * DAY)),
+        ("foreign", foreign),
+    ]
+}
+
+/// A server presenting an expired, a not-yet-valid or a foreign certificate
+/// (in msg2): the mailer refuses it and defers; nothing reaches the MTA.
+#[test]
+fn server_certificate_expired_not_yet_valid_or_foreign_is_refused() {
+    let (ka, kb) = test_keys();
+    let dir = scratch("v2-bad-server-cert");
+    for (what, cert) in bad_certs(kb, ka) {
+        let k = key_with_cert(&dir, kb, &format!("{what}.key"), &cert);
+        let sink = Sink::start();
+        let (_d, inbound) = start_inbound(
+            sink.addr,
+            &["--key", k.to_str().unwrap()],
+            &dir.join(format!("{what}.log")),
+        );
+        let relay = Relay::start(inbound);
+        let run = run_mailer(
+            &v2_args(relay.addr.port(), &dir, what, &[]),
+            "[127.0.0.1]",
+            HS_BODY,
+            &Drive::default(),
+        );
+        assert_deferred_never_plain(what, &run, &sink, &relay);
+        let log = fs::read_to_string(dir.join(format!("{what}.mailer.log"))).unwrap();
+        let why = match what {
+            "expired" => "has expired",
+            "not-yet-valid" => "not valid yet",
+            _ => "signature does not verify",
+        };
+        assert!(
+            log.contains("peer certificate refused") && log.contains(why),
+            "{what}: {log}"
+        );
+    }
+}
+
+/// A mailer presenting such a certificate (in msg3): the server refuses
+/// it; nothing reaches the MTA and the mailer defers.
+#[test]
+fn client_certificate_expired_not_yet_valid_or_foreign_is_refused() {
+    let (ka, kb) = test_keys();
+    let dir = scratch("v2-bad-client-cert");
+    let sink = Sink::start();
+    let (_d, inbound) = start_inbound(
+        sink.addr,
+        &["--key", kb.to_str().unwrap()],
+        &dir.join("in.log"),
+    );
+    let relay = Relay::start(inbound);
+    for (what, cert) in bad_certs(ka, kb) {
+        let k = key_with_cert(&dir, ka, &format!("{what}.key"), &cert);
+        let args = mailer_args(relay.addr.port(), &k, &dir, what, &[]);
+        let run = run_mailer(&args, "[127.0.0.1]", HS_BODY, &Drive::default());
+        assert_deferred_never_plain(what, &run, &sink, &relay);
+    }
+    // The server's log says why (written as each session ends).
+    for why in ["has expired", "is not valid yet", "signature does not verify"] {
+        wait_log(
+            &dir.join("in.log"),
+            &format!("peer certificate refused: static-key certificate {why}"),
+        );
+    }
 }
