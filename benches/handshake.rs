@@ -1,6 +1,9 @@
-//! Handshake CPU per connection for both keyed suites, in process: the whole
-//! handshake of each side (every step from building the hello to checking the
-//! peer's Finished), and the public-key operations it is made of.
+//! Handshake CPU per connection, in process: handshake v2
+//! (NOISE-25519-CHACHAPOLY-SHA256: XX on first contact, IK to a known peer,
+//! each side's every step from its first message to its record keys and the
+//! peer's certificate checked) and RSA-BLOWFISH (every step from building
+//! the hello to checking the peer's Finished), and the public-key
+//! operations they are made of.
 //!
 //! ```text
 //! cargo bench --bench handshake -- [--keys A.pem B.pem]   # needs [[bench]] name = "handshake", harness = false
@@ -24,17 +27,34 @@ use sha2::{Digest, Sha256};
 use x25519_dalek::{EphemeralSecret, PublicKey as DhPublic};
 
 use base64ct::{Base64, Encoding};
+use blackpony::cert;
 use blackpony::crypto::{oaep, random_secret};
 use blackpony::keys::{parse_peer_key, HostKey};
-use blackpony::suite::keyed::{ClientStart, ServerAwaitKey};
-use blackpony::suite::SuiteId;
+use blackpony::static_key::StaticIdentity;
+use blackpony::suite::noise_suite::{self, ClientIk, ClientXx, ServerIk, ServerXx};
+use blackpony::suite::rsa_blowfish::{ClientStart, ServerAwaitKey};
+use blackpony::suite::{SuiteId, NOISE};
+
+/// Handshake v2's two patterns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Pattern {
+    /// First contact: msg1, msg2 (server certificate), msg3 (client's).
+    Xx,
+    /// Known peer: msg1 with the inner EHLO, msg2 with its reply, then the
+    /// client's certificate (first in its records) checked.
+    Ik,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Case {
-    /// The client's steps of one handshake of a suite.
+    /// The client's steps of one handshake of a suite (RSA-BLOWFISH).
     Client(SuiteId),
-    /// The server's steps of one handshake of a suite.
+    /// The server's steps of one handshake of a suite (RSA-BLOWFISH).
     Server(SuiteId),
+    /// The client's steps of one v2 handshake.
+    V2Client(Pattern),
+    /// The server's steps of one v2 handshake.
+    V2Server(Pattern),
     RsaSignPss,
     RsaVerifyPss,
     RsaOaepEncrypt,
@@ -47,9 +67,11 @@ enum Case {
     SpkiParse,
 }
 
-const CASES: [Case; 11] = [
-    Case::Client(SuiteId::X25519Chacha),
-    Case::Server(SuiteId::X25519Chacha),
+const CASES: [Case; 13] = [
+    Case::V2Client(Pattern::Xx),
+    Case::V2Server(Pattern::Xx),
+    Case::V2Client(Pattern::Ik),
+    Case::V2Server(Pattern::Ik),
     Case::Client(SuiteId::RsaBlowfish),
     Case::Server(SuiteId::RsaBlowfish),
     Case::RsaSignPss,
@@ -66,6 +88,8 @@ impl Case {
         match self {
             Case::Client(s) => format!("{s} client"),
             Case::Server(s) => format!("{s} server"),
+            Case::V2Client(p) => format!("{NOISE} {p:?} client").to_ascii_lowercase(),
+            Case::V2Server(p) => format!("{NOISE} {p:?} server").to_ascii_lowercase(),
             Case::RsaSignPss => "rsa-2048 sign pss-sha256".into(),
             Case::RsaVerifyPss => "rsa-2048 verify pss-sha256".into(),
             Case::RsaOaepEncrypt => "rsa-2048 oaep encrypt".into(),
@@ -88,12 +112,32 @@ struct Ctx {
     client_key: HostKey,
     server_key: HostKey,
     server_key_path: Option<String>,
+    /// Static keys and certificates (v2), issued once by the host keys.
+    client_id: StaticIdentity,
+    server_id: StaticIdentity,
     server_pub: PublicKey,
     signature: Vec<u8>,
     wrapped: Vec<u8>,
 }
 
-const OFFER: &str = "X25519-CHACHA20POLY1305 RSA-BLOWFISH";
+const OFFER: &str = "NOISE-25519-CHACHAPOLY-SHA256 RSA-BLOWFISH";
+const EHLO: &[u8] = b"EHLO client.example.org\r\n";
+const EHLO_REPLY: &[u8] = b"250-mx.example.org\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+
+/// A fresh static key pair with a certificate `host` issued for it.
+fn identity(host: &HostKey) -> StaticIdentity {
+    let secret = x25519_dalek::StaticSecret::random();
+    let public = DhPublic::from(&secret).to_bytes();
+    let now = blackpony::clock::now_unix();
+    let cert_bytes = cert::issue(host, &public, now - 86_400, now + 90 * 86_400);
+    let verified = cert::parse_signed(&cert_bytes).expect("own certificate");
+    StaticIdentity {
+        secret,
+        public,
+        cert_bytes,
+        verified,
+    }
+}
 
 fn digest() -> Vec<u8> {
     Sha256::digest(b"blackpony bench transcript").to_vec()
@@ -119,10 +163,13 @@ impl Ctx {
             .sign_with_rng(&mut rng, Pss::<Sha256>::new_blinded(), &digest())
             .expect("sign");
         let wrapped = oaep::wrap(&server_pub, &random_secret::<32>());
+        let (client_id, server_id) = (identity(&client_key), identity(&server_key));
         Ctx {
             client_key,
             server_key,
             server_key_path,
+            client_id,
+            server_id,
             server_pub,
             signature,
             wrapped,
@@ -134,6 +181,10 @@ impl Ctx {
         match case {
             Case::Client(s) => self.handshake(s, true),
             Case::Server(s) => self.handshake(s, false),
+            Case::V2Client(Pattern::Xx) => self.xx(true),
+            Case::V2Server(Pattern::Xx) => self.xx(false),
+            Case::V2Client(Pattern::Ik) => self.ik(true),
+            Case::V2Server(Pattern::Ik) => self.ik(false),
             Case::RsaSignPss => ir_step(|| {
                 let mut rng = rand::rngs::SysRng;
                 black_box(
@@ -176,18 +227,70 @@ impl Ctx {
         }
     }
 
-    /// One whole handshake; only the steps of the chosen side are inside the region.
+    /// One whole v2 XX handshake; only the chosen side's steps are timed.
+    fn xx(&self, client_side: bool) {
+        let (c, s) = (client_side, !client_side);
+        let prologue = noise_suite::prologue(OFFER, NOISE, EHLO);
+        let (start, arg) = step(c, || {
+            let (start, msg1) = ClientXx::start(&self.client_id, &prologue).expect("start");
+            (start, Base64::encode_string(&msg1))
+        });
+        let (state, msg2) = step(s, || {
+            let msg1 = Base64::decode_vec(&arg).expect("base64");
+            ServerXx::start(&self.server_id, &prologue, &msg1).expect("msg1")
+        });
+        let (msg3, _keys) = step(c, || {
+            let (verified, peer) = start.on_msg2(&msg2).expect("msg2");
+            black_box(peer);
+            verified.finish(&self.client_id).expect("msg3")
+        });
+        step(s, || black_box(state.on_msg3(&msg3).expect("msg3")));
+    }
+
+    /// One whole v2 IK handshake (the client has the server's certificate
+    /// cached); only the chosen side's steps are timed.
+    fn ik(&self, client_side: bool) {
+        let (c, s) = (client_side, !client_side);
+        let prologue = noise_suite::prologue(OFFER, NOISE, EHLO);
+        let (start, arg) = step(c, || {
+            let (start, msg1) =
+                ClientIk::start(&self.client_id, &prologue, &self.server_id.verified, EHLO)
+                    .expect("start");
+            (start, Base64::encode_string(&msg1))
+        });
+        let (msg2, client_static) = step(s, || {
+            let msg1 = Base64::decode_vec(&arg).expect("base64");
+            let (state, ehlo) = ServerIk::start(&self.server_id, &prologue, &msg1).expect("msg1");
+            black_box(ehlo);
+            let (msg2, awaiting) = state.answer(EHLO_REPLY).expect("msg2");
+            let (keys, client_static) = awaiting.keys().expect("keys");
+            black_box(keys);
+            (msg2, client_static)
+        });
+        step(c, || black_box(start.on_msg2(&msg2).expect("msg2")));
+        // The server checks the client's certificate from its first record.
+        step(s, || {
+            black_box(
+                noise_suite::check_identity(&client_static, &self.client_id.cert_bytes)
+                    .expect("client certificate"),
+            )
+        });
+    }
+
+    /// One whole RSA-BLOWFISH handshake; only the steps of the chosen side
+    /// are inside the region.
     fn handshake(&self, suite: SuiteId, client_side: bool) {
+        assert_eq!(suite, SuiteId::RsaBlowfish);
         let (c, s) = (client_side, !client_side);
         let start = step(c, || {
-            let start = ClientStart::new(suite, &self.client_key, OFFER).expect("keyed suite");
+            let start = ClientStart::new(&self.client_key, OFFER);
             let arg = start.hello_base64();
             (start, arg)
         });
         let (start, arg) = start;
         let (server_hello, state) = step(s, || {
             let hello = Base64::decode_vec(&arg).expect("base64");
-            ServerAwaitKey::new(suite, &self.server_key, OFFER, &hello).expect("hello parses")
+            ServerAwaitKey::new(&self.server_key, OFFER, &hello).expect("hello parses")
         });
         let (flight, _keys, awaiting) = step(c, || {
             start.on_server_hello(&server_hello).expect("server hello")
@@ -248,7 +351,7 @@ fn sample(ctx: &Ctx, case: Case, secs: f64) -> f64 {
 
 fn time_one(ctx: &Ctx, case: Case) -> f64 {
     match case {
-        Case::Client(_) | Case::Server(_) => {
+        Case::Client(_) | Case::Server(_) | Case::V2Client(_) | Case::V2Server(_) => {
             // Time each measured step separately: the other side's work is excluded.
             TIMED.with(|t| t.set(0.0));
             TIMING.with(|t| t.set(true));

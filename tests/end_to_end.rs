@@ -54,8 +54,11 @@ fn encrypted_delivery_through_both_binaries() {
     assert_eq!(msgs[0].data, body.as_bytes());
     assert_eq!(msgs[0].rcpt_to, vec!["<bob@receiver.test>".to_string()]);
     let pins = std::fs::read_to_string(&known).unwrap();
-    assert!(pins.contains("X25519-CHACHA20POLY1305"), "{pins}");
-    wait_log(&dir.join("inbound.log"), "suite=X25519-CHACHA20POLY1305");
+    assert!(pins.contains("NOISE-25519-CHACHAPOLY-SHA256"), "{pins}");
+    wait_log(
+        &dir.join("inbound.log"),
+        "suite=NOISE-25519-CHACHAPOLY-SHA256",
+    );
 }
 
 #[test]
@@ -159,7 +162,7 @@ fn pipe_mode_delivers_encrypted_and_maps_replies_to_exit_codes() {
     assert_eq!(got[0].mail_from, "<alice@a.test>");
     assert!(std::fs::read_to_string(&mlog)
         .unwrap()
-        .contains("suite=X25519-CHACHA20POLY1305"));
+        .contains("suite=NOISE-25519-CHACHAPOLY-SHA256"));
 
     // A permanent refusal is EX_UNAVAILABLE (bounce), a temporary one EX_TEMPFAIL.
     let perm = Sink::with(Script {
@@ -188,20 +191,31 @@ fn pipe_mode_delivers_encrypted_and_maps_replies_to_exit_codes() {
     assert_eq!(run_pipe(&args, msg).0, 75);
 }
 
-/// Every pairing of a current copy (both suites) with an old one that only
-/// knows RSA-BLOWFISH (`--suites RSA-BLOWFISH`): each delivers encrypted,
-/// with the best suite both ends know, and the same key fingerprints.
+/// Every pairing of a current copy (handshake v2 by default) with an old one
+/// that only knows RSA-BLOWFISH (`--suites RSA-BLOWFISH`): each delivers
+/// encrypted, with the best suite both ends know (in the server's order),
+/// and the same key fingerprints.
 #[test]
 fn suite_pairings_new_and_old() {
     let (ka, kb) = test_keys();
+    const V2: &str = "NOISE-25519-CHACHAPOLY-SHA256";
+    const V2_AND_RSA: &str = "NOISE-25519-CHACHAPOLY-SHA256,RSA-BLOWFISH";
     let cases: [(&[&str], &[&str], &str); 4] = [
-        (&[], &[], "X25519-CHACHA20POLY1305"),
+        // new/new: both defaults.
+        (&[], &[], V2),
+        // A server that offers only RSA-BLOWFISH: the default client takes it.
         (&[], &["--suites", "RSA-BLOWFISH"], "RSA-BLOWFISH"),
-        (&["--suites", "RSA-BLOWFISH"], &[], "RSA-BLOWFISH"),
+        // A client whose list lacks v2, to a server offering v2 and RSA-BLOWFISH.
         (
-            &["--suites", "RSA-BLOWFISH,X25519-CHACHA20POLY1305"],
-            &[],
-            "X25519-CHACHA20POLY1305",
+            &["--suites", "RSA-BLOWFISH"],
+            &["--suites", V2_AND_RSA],
+            "RSA-BLOWFISH",
+        ),
+        // The server's order decides: v2 even if the client lists it second.
+        (
+            &["--suites", "RSA-BLOWFISH,NOISE-25519-CHACHAPOLY-SHA256"],
+            &["--suites", V2_AND_RSA],
+            V2,
         ),
     ];
     for (i, (mailer_extra, inbound_extra, want)) in cases.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! Known-answer tests for the primitives of the forward-secret suite
-//! X25519-CHACHA20POLY1305, through the same crates and calls the library
-//! uses in `src/suite/x25519_chacha.rs`:
+//! NOISE-25519-CHACHAPOLY-SHA256 (handshake v2), through the same crates the
+//! library uses in `src/noise.rs` (X25519, ChaCha20-Poly1305),
+//! `src/cert.rs` (RSA-PSS) and `src/wire/aead.rs` (records):
 //!
 //! - X25519 (x25519-dalek): `EphemeralSecret::diffie_hellman` and
 //!   `SharedSecret::was_contributory`, plus the bare RFC 7748 `x25519`.
@@ -19,17 +20,17 @@
 //! `tests/vectors/`). Every test counts what it checked and asserts the
 //! count, so a parse that silently finds nothing fails.
 //!
-//! The `static_secrets` feature of x25519-dalek is not enabled, so there is
-//! no `StaticSecret`. The vectors' scalars reach an `EphemeralSecret`, the type
-//! the library uses, through `EphemeralSecret::random_from_rng` with an RNG
-//! that hands out exactly that scalar once ([`OneScalar`]).
+//! The vectors' scalars reach an `EphemeralSecret` through
+//! `EphemeralSecret::random_from_rng` with an RNG that hands out exactly that
+//! scalar once ([`OneScalar`]); x25519-dalek computes the same function for
+//! its `StaticSecret`, which the Noise handshake uses.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 
 use blackpony::crypto::Secret;
 use blackpony::keys::{parse_peer_key, HostKey};
-use blackpony::suite::x25519_chacha::protection;
+use blackpony::wire::aead::protection;
 use blackpony::wire::record::{Opened, Opener, RecordType, Sealer, HEADER_LEN};
 use blackpony::wire::schedule::{next_traffic, traffic_key, TrafficSecret};
 use chacha20poly1305::aead::AeadInOut;
@@ -144,7 +145,7 @@ fn ephemeral(scalar: [u8; 32]) -> EphemeralSecret {
     secret
 }
 
-/// The library's computation (`shared()` in src/suite/x25519_chacha.rs): the
+/// The DH computation through x25519-dalek's `diffie_hellman`: the
 /// shared secret, or `None` when it is not contributory (all zero).
 fn library_dh(private: [u8; 32], public: [u8; 32]) -> (Option<[u8; 32]>, [u8; 32]) {
     let s = ephemeral(private).diffie_hellman(&DhPublic::from(public));
@@ -447,7 +448,7 @@ fn chacha20_poly1305_rfc8439() {
 /// that has some must list rsa's verdicts here.
 const PSS_ACCEPTABLE: &[(usize, &str, bool)] = &[];
 
-/// Verify as the library does (`verify()` in src/suite/x25519_chacha.rs):
+/// Verify as the library does (`parse_signed()` in src/cert.rs):
 /// PSS over the SHA-256 digest, salt length = digest length.
 fn pss_verify(key: &PublicKey, msg: &[u8], sig: &[u8]) -> rsa::Result<()> {
     key.verify(Pss::<Sha256>::new(), &Sha256::digest(msg), sig)

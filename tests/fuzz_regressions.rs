@@ -203,8 +203,9 @@ fn dns_reply(id: u16, qname: &str, qtype: u16, answers: &[(u16, Vec<u8>)]) -> Ve
 }
 
 fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    use blackpony::suite::keyed::{ClientStart, ServerAwaitKey};
-    const OFFER: &str = "X25519-CHACHA20POLY1305 RSA-BLOWFISH ROT13";
+    use blackpony::suite::noise_suite::{ClientIk, ClientXx, ServerIk, ServerXx};
+    use blackpony::suite::rsa_blowfish::{ClientStart, ServerAwaitKey};
+    const OFFER: &str = "NOISE-25519-CHACHAPOLY-SHA256 RSA-BLOWFISH ROT13";
     let mut s: Vec<(&str, &str, Vec<u8>)> = Vec::new();
 
     // smtp_line: sizes, ops (op, u16 arg), prefix length, then the stream.
@@ -244,30 +245,55 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         b"XBLACKPONY ROT13\r\n".to_vec(),
     ));
 
-    // handshake: selector byte (bit 7: suite, rest mod 5: step), then the message.
+    // handshake (RSA-BLOWFISH): selector byte (mod 5: step), then the message.
     let key = common::test_key();
+    let client = ClientStart::new(key, OFFER);
+    let hello = Base64::decode_vec(&client.hello_base64()).unwrap();
+    let (server_hello, _) = ServerAwaitKey::new(key, OFFER, &hello).unwrap();
+    let (client_key, _, _) = client.on_server_hello(&server_hello).unwrap();
+    for (name, step, body) in [
+        ("rsa-client-hello", 0u8, hello.clone()),
+        (
+            "rsa-server-hello-framed",
+            1,
+            [&[1u8][..], &server_hello].concat(),
+        ),
+        ("rsa-server-hello", 2, server_hello.clone()),
+        ("rsa-client-key", 3, client_key),
+        ("rsa-server-side-hello", 4, hello),
+    ] {
+        s.push(("handshake", name, [&[step][..], &body].concat()));
+    }
+
+    // noise_handshake: selector byte (mod 6: step), then one real message
+    // of a handshake between the two fixed identities.
+    let (server, peer) = (common::test_identity(0), common::test_identity(1));
+    let prologue = common::noise_prologue();
+    let (c, xx1) = ClientXx::start(peer, &prologue).unwrap();
+    let (srv, xx2) = ServerXx::start(server, &prologue, &xx1).unwrap();
+    let (verified, _) = c.on_msg2(&xx2).unwrap();
+    let (xx3, _) = verified.finish(peer).unwrap();
+    srv.on_msg3(&xx3).unwrap();
+    let ehlo = b"EHLO fuzz.example\r\n";
+    let (ik, ik1) = ClientIk::start(peer, &prologue, &server.verified, ehlo).unwrap();
+    let (sik, got) = ServerIk::start(server, &prologue, &ik1).unwrap();
+    assert_eq!(got, ehlo);
+    let (ik2, _) = sik.answer(b"250 fuzz.example\r\n").unwrap();
+    ik.on_msg2(&ik2).unwrap();
+    for (name, step, body) in [
+        ("xx-msg1", 0u8, xx1),
+        ("ik-msg1", 1, ik1),
+        ("xx-msg2", 2, xx2),
+        ("xx-msg3", 3, xx3),
+        ("certificate", 4, server.cert_bytes.clone()),
+        ("ik-msg2", 5, ik2),
+    ] {
+        s.push(("noise_handshake", name, [&[step][..], &body].concat()));
+    }
+
+    // record_open: a valid stream per suite (also read as chunk size, flip position).
     for (si, suite) in common::SUITES.into_iter().enumerate() {
-        let bit = (si as u8) << 7;
-        let client = ClientStart::new(suite, key, OFFER).unwrap();
-        let hello = Base64::decode_vec(&client.hello_base64()).unwrap();
-        let (server_hello, _) = ServerAwaitKey::new(suite, key, OFFER, &hello).unwrap();
-        let (client_key, _, _) = client.on_server_hello(&server_hello).unwrap();
-        let tag = if si == 0 { "rsa" } else { "x25519" };
-        for (name, step, body) in [
-            ("client-hello", 0u8, hello.clone()),
-            (
-                "server-hello-framed",
-                1,
-                [&[1u8][..], &server_hello].concat(),
-            ),
-            ("server-hello", 2, server_hello.clone()),
-            ("client-key", 3, client_key),
-            ("server-side-hello", 4, hello),
-        ] {
-            let name: &'static str = Box::leak(format!("{tag}-{name}").into_boxed_str());
-            s.push(("handshake", name, [&[bit | step][..], &body].concat()));
-        }
-        // record_open: a valid stream (also read as chunk size, flip position).
+        let tag = ["rsa", "noise"][si];
         let payloads: [&[u8]; 4] = [b"EHLO a\r\n", &[b'x'; 1300], b"QUIT\r\n", &[0u8; 90]];
         let name: &'static str = Box::leak(format!("{tag}-stream").into_boxed_str());
         s.push(("record_open", name, common::sealed_stream(suite, &payloads)));
@@ -279,7 +305,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ));
     s.push((
         "record_open",
-        "x25519-payload",
+        "noise-payload",
         b"\x87\x00\x10MAIL FROM:<a@b>\r\n".to_vec(),
     ));
 

@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use base64ct::{Base64, Encoding};
 use blackpony::keys::HostKey;
-use blackpony::suite::keyed::ClientStart;
+use blackpony::suite::noise_suite::{self, ClientXx};
+use blackpony::suite::rsa_blowfish::ClientStart;
 use blackpony::suite::SuiteId;
 
 use support::*;
@@ -29,8 +31,33 @@ const MAX_RSS_KB: u64 = 16 * 1024;
 /// Both keyed suites, by wire name; each attack runs against each.
 const KEYED: [(&str, SuiteId); 2] = [
     ("RSA-BLOWFISH", SuiteId::RsaBlowfish),
-    ("X25519-CHACHA20POLY1305", SuiteId::X25519Chacha),
+    ("NOISE-25519-CHACHAPOLY-SHA256", SuiteId::Noise),
 ];
+
+/// What the servers of the keyed-suite tests offer: v2 (the default) and
+/// RSA-BLOWFISH (offered only when told).
+const BOTH: &str = "NOISE-25519-CHACHAPOLY-SHA256,RSA-BLOWFISH";
+
+/// The switch command a client of `key` (its static key beside it) sends
+/// for `suite` to a server that offered `offered` after `EHLO <ehlo>`.
+fn switch_command(suite: SuiteId, key: &Path, offered: &str, ehlo: &str) -> String {
+    match suite {
+        SuiteId::Noise => {
+            let id = blackpony::static_key::load(key).unwrap();
+            let prologue = noise_suite::prologue(
+                offered,
+                &suite.to_string(),
+                format!("{ehlo}\r\n").as_bytes(),
+            );
+            let (_, msg1) = ClientXx::start(&id, &prologue).unwrap();
+            format!("XBLACKPONY {suite} XX {}", Base64::encode_string(&msg1))
+        }
+        _ => {
+            let hello = ClientStart::new(&host_key(key), offered).hello_base64();
+            format!("XBLACKPONY {suite} {hello}")
+        }
+    }
+}
 
 fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
@@ -162,13 +189,12 @@ fn commands_pipelined_behind_xblackpony_rot13_are_dropped() {
 #[test]
 fn commands_pipelined_behind_xblackpony_keyed_suites_are_dropped() {
     let (ka, kb) = test_keys();
-    let key = host_key(ka);
     for (name, suite) in KEYED {
         let dir = scratch(&format!("hard-inj-{name}"));
         let sink = Sink::start();
         let (_d, addr) = start_inbound_at(
             sink.addr,
-            &["--key", kb.to_str().unwrap()],
+            &["--key", kb.to_str().unwrap(), "--suites", BOTH],
             &dir.join("inbound.log"),
             "debug",
         );
@@ -177,10 +203,13 @@ fn commands_pipelined_behind_xblackpony_keyed_suites_are_dropped() {
         let (code, ehlo) = c.cmd("EHLO attacker.test");
         assert_eq!(code, 250);
         assert!(ehlo.contains("XBLACKPONY") && ehlo.contains(name), "{ehlo}");
-        let hello = ClientStart::new(suite, &key, name).unwrap().hello_base64();
-        c.send(&format!(
-            "XBLACKPONY {name} {hello}\r\nMAIL FROM:<evil@attacker.test>\r\n"
-        ));
+        let offered = ehlo
+            .lines()
+            .find_map(|l| l.get(4..)?.strip_prefix("XBLACKPONY "))
+            .unwrap()
+            .trim_end();
+        let command = switch_command(suite, ka, offered, "EHLO attacker.test");
+        c.send(&format!("{command}\r\nMAIL FROM:<evil@attacker.test>\r\n"));
         let (got, closed) = read_to_close(&mut c.w, Duration::from_secs(20));
         assert!(
             closed,
@@ -205,7 +234,7 @@ fn replies_pipelined_behind_the_go_ahead_are_refused_by_the_mailer() {
     for (suite, offer) in [
         ("ROT13", "ROT13"),
         ("RSA-BLOWFISH", "RSA-BLOWFISH"),
-        ("X25519", "X25519-CHACHA20POLY1305"),
+        ("NOISE", "NOISE-25519-CHACHAPOLY-SHA256"),
     ] {
         let dir = scratch(&format!("hard-inj-reply-{suite}"));
         let server = Smtpd::with(Script {
@@ -250,7 +279,7 @@ fn encrypted_session_with_every_byte_in_its_own_segment() {
         let sink = Sink::start();
         let (_d, inbound) = start_inbound_at(
             sink.addr,
-            &["--key", kb.to_str().unwrap()],
+            &["--key", kb.to_str().unwrap(), "--suites", BOTH],
             &dir.join("inbound.log"),
             "debug",
         );
@@ -280,12 +309,20 @@ fn encrypted_session_with_every_byte_in_its_own_segment() {
 fn four_gib_length_prefix_closes_at_once_in_small_memory() {
     let (ka, kb) = test_keys();
     let key = host_key(ka);
+    let identity = blackpony::static_key::load(ka).unwrap();
     for (name, suite) in KEYED {
         let dir = scratch(&format!("hard-4gib-{name}"));
         let sink = Sink::start();
         let (client, mut child, rss) = inetd(
             sink.addr,
-            &["--key", kb.to_str().unwrap(), "--timeout", "20"],
+            &[
+                "--key",
+                kb.to_str().unwrap(),
+                "--timeout",
+                "20",
+                "--suites",
+                BOTH,
+            ],
             &dir,
         );
         // Drive the inetd socket with the library client.
@@ -301,7 +338,7 @@ fn four_gib_length_prefix_closes_at_once_in_small_memory() {
             let offered = blackpony::smtp::ehlo::offered_suites(&rep).unwrap();
             let side = blackpony::switch::ClientSide {
                 key: Some(&key),
-                identity: None,
+                identity: Some(&identity),
                 cached: None,
             };
             let (inner, _) = blackpony::switch::request(
@@ -494,7 +531,14 @@ fn tampered_delivery_with(attack: Attack, at: usize, suite: &str) {
     let sink = Sink::start();
     let (_d, inbound) = start_inbound_at(
         sink.addr,
-        &["--key", kb.to_str().unwrap(), "--timeout", "20"],
+        &[
+            "--key",
+            kb.to_str().unwrap(),
+            "--timeout",
+            "20",
+            "--suites",
+            BOTH,
+        ],
         &dir.join("inbound.log"),
         "debug",
     );
@@ -743,6 +787,13 @@ fn world_readable_key_is_refused_by_both_binaries() {
     let key = dir.join("open.key");
     std::fs::copy(ka, &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Its static key and certificate beside it, the static key as open:
+    // the default configuration (handshake v2) reads that one.
+    let (ka_static, ka_cert) = blackpony::static_key::paths_for(ka);
+    let (static_key, cert) = blackpony::static_key::paths_for(&key);
+    std::fs::copy(ka_static, &static_key).unwrap();
+    std::fs::copy(ka_cert, cert).unwrap();
+    std::fs::set_permissions(&static_key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let k = key.to_str().unwrap();
 
     for prog in ["blackpony", "blackpony-mailer"] {

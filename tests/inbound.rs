@@ -201,21 +201,35 @@ fn library_peer(addr: SocketAddr) -> Peer {
 
 /// Greeting, outer EHLO, RSA-BLOWFISH handshake and inner EHLO, all by the
 /// library's client side. Returns the inner EHLO reply and the server's fingerprint.
-fn rsa_handshake(peer: &mut Peer, key: &HostKey) -> (Reply, Option<String>) {
+fn rsa_handshake(peer: &mut Peer, key: &Path) -> (Reply, Option<String>) {
     keyed_handshake(peer, key, SuiteId::RsaBlowfish)
 }
 
-fn keyed_handshake(peer: &mut Peer, key: &HostKey, suite: SuiteId) -> (Reply, Option<String>) {
+/// The inner EHLO line the library client sends for `suite`: v2 binds the
+/// outer EHLO line into its prologue and the client resends that line byte
+/// for byte (PROTOCOL.md 1.3), so it differs only under RSA-BLOWFISH.
+fn inner_ehlo_for(suite: SuiteId) -> &'static [u8] {
+    match suite {
+        SuiteId::Noise => b"EHLO outer.test\r\n",
+        _ => b"EHLO inner.test\r\n",
+    }
+}
+
+/// The same with `suite`: the RSA key for RSA-BLOWFISH, the static key and
+/// certificate beside it (made by --generate-key) for v2.
+fn keyed_handshake(peer: &mut Peer, key_path: &Path, suite: SuiteId) -> (Reply, Option<String>) {
+    let key = load_key(key_path);
+    let identity = blackpony::static_key::load(key_path).unwrap();
     assert_eq!(peer.read_reply().unwrap().code, 220);
     peer.send(b"EHLO outer.test\r\n").unwrap();
     let reply = peer.read_reply().unwrap();
     let offered = ehlo::offered_suites(&reply).expect("XBLACKPONY offered");
     let side = blackpony::switch::ClientSide {
-        key: Some(key),
-        identity: None,
+        key: Some(&key),
+        identity: Some(&identity),
         cached: None,
     };
-    let inner = b"EHLO inner.test\r\n";
+    let inner = inner_ehlo_for(suite);
     let (reply, on) =
         blackpony::switch::request(peer, &side, suite, &offered, inner, &mut |_| Ok(())).unwrap();
     (reply, on.peer_fingerprint)
@@ -338,14 +352,15 @@ fn ehlo_gets_one_keyword_line_helo_and_errors_none() {
     assert_eq!(c.cmd("HELO client.test"), (250, "250 sink.test\r\n".into()));
     c.cmd("QUIT");
 
-    // Without --suites: still exactly one keyword line, last, listing RSA-BLOWFISH.
+    // Without --suites: still exactly one keyword line, last, listing handshake
+    // v2 only (RSA-BLOWFISH is offered only when --suites names it).
     let (_d3, addr3) = start_inbound(sink.addr, &["--key", key_arg(kb)], &dir.join("log3"));
     let mut c = greeted(addr3, false);
     let (_, text) = c.cmd("EHLO client.test");
     assert_eq!(text.matches("XBLACKPONY").count(), 1, "{text}");
     let last = text.lines().last().unwrap();
     let offer = last.strip_prefix("250 XBLACKPONY ").expect(last);
-    assert!(offer.split(' ').any(|s| s == "RSA-BLOWFISH"), "{offer}");
+    assert_eq!(offer, "NOISE-25519-CHACHAPOLY-SHA256", "{offer}");
     assert!(
         offer.split(' ').all(|s| SuiteId::parse(s).is_some()),
         "{offer}"
@@ -527,8 +542,8 @@ fn rsa_blowfish_session_shows_nothing_in_clear() {
 }
 
 #[test]
-fn x25519_session_shows_nothing_in_clear() {
-    keyed_session_shows_nothing_in_clear(SuiteId::X25519Chacha, "inb-x25519");
+fn noise_session_shows_nothing_in_clear() {
+    keyed_session_shows_nothing_in_clear(SuiteId::Noise, "inb-noise");
 }
 
 /// A keyed session from a library client through a capturing relay.
@@ -543,9 +558,8 @@ fn keyed_session_shows_nothing_in_clear(suite: SuiteId, name: &str) {
         &log,
     );
     let cap = Relay::start(addr);
-    let client_key = load_key(ka);
     let mut peer = library_peer(cap.addr);
-    let (inner, server_fp) = keyed_handshake(&mut peer, &client_key, suite);
+    let (inner, server_fp) = keyed_handshake(&mut peer, ka, suite);
     assert_eq!(inner.code, 250);
     assert_eq!(server_fp, Some(load_key(kb).fingerprint()));
     assert_eq!(
@@ -570,7 +584,8 @@ fn keyed_session_shows_nothing_in_clear(suite: SuiteId, name: &str) {
     peer.close();
     let m = sink.wait_for(1);
     assert_eq!(m[0].data, body, "message arrives byte for byte");
-    assert_eq!(m[0].helo, "inner.test");
+    let helo = String::from_utf8_lossy(inner_ehlo_for(suite));
+    assert_eq!(m[0].helo, helo.trim_end().trim_start_matches("EHLO "));
     assert_eq!(m[0].mail_from, "<alice@secret-sender.test>");
 
     let Capture { up, down } = cap.captures().pop().unwrap();
@@ -624,7 +639,7 @@ fn keyed_session_shows_nothing_in_clear(suite: SuiteId, name: &str) {
         lines[0]
     );
     assert!(
-        lines[0].contains(&format!(" peer={} ", client_key.fingerprint())),
+        lines[0].contains(&format!(" peer={} ", load_key(ka).fingerprint())),
         "{}",
         lines[0]
     );
@@ -643,7 +658,7 @@ fn large_encrypted_message_crosses_the_rekey_limit_intact() {
         &dir.join("log"),
     );
     let mut peer = library_peer(addr);
-    rsa_handshake(&mut peer, &load_key(ka));
+    rsa_handshake(&mut peer, ka);
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<big@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "DATA").code, 354);
@@ -877,7 +892,7 @@ fn encrypted_client_cut_mid_data_delivers_nothing() {
         &dir.join("log"),
     );
     let mut peer = library_peer(addr);
-    rsa_handshake(&mut peer, &load_key(ka));
+    rsa_handshake(&mut peer, ka);
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<a@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "DATA").code, 354);
@@ -904,7 +919,7 @@ fn forged_record_closes_without_delivery() {
     // 3 DATA, 4 the message: that one is altered on the way.
     let relay = Relay::with(addr, Tamper::Record(Attack::FlipBit, 4));
     let mut peer = library_peer(relay.addr);
-    rsa_handshake(&mut peer, &load_key(ka));
+    rsa_handshake(&mut peer, ka);
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<a@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "DATA").code, 354);
@@ -1562,7 +1577,7 @@ fn under_openbsd_inetd_at_trace_level_only_smtp_reaches_the_client() {
     let exe = bin("blackpony");
     let line = |port: u16, backend: u16, key: &Path, log: &str| {
         format!(
-            "127.0.0.1:{port} stream tcp4 nowait {user} {} blackpony --backend 127.0.0.1:{backend} --key {} --log {}\n",
+            "127.0.0.1:{port} stream tcp4 nowait {user} {} blackpony --backend 127.0.0.1:{backend} --suites NOISE-25519-CHACHAPOLY-SHA256,RSA-BLOWFISH --key {} --log {}\n",
             exe.display(),
             key.display(),
             dir.join(log).display()
@@ -1615,7 +1630,7 @@ fn under_openbsd_inetd_at_trace_level_only_smtp_reaches_the_client() {
 
     // An RSA-BLOWFISH session: a stray byte on the socket would break a record.
     let mut peer = library_peer(at(p_ok));
-    let (inner, _) = rsa_handshake(&mut peer, &load_key(ka));
+    let (inner, _) = rsa_handshake(&mut peer, ka);
     assert_eq!(inner.code, 250);
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<enc@sender.test>").code, 250);
     assert_eq!(peer_cmd(&mut peer, "RCPT TO:<b@receiver.test>").code, 250);

@@ -12,14 +12,17 @@ use std::io::{self, Cursor, Read, Write};
 use std::sync::OnceLock;
 
 use base64ct::{Base64, Encoding};
+use blackpony::cert::{self, CertError, VerifiedCert};
 use blackpony::limits::{MAX_LINE, MAX_RECORD_PAYLOAD, MAX_REPLY_LINES};
 use blackpony::smtp::command::{self, Verb};
 use blackpony::smtp::ehlo;
 use blackpony::smtp::line::{has_bare_newline, LineReader};
 use blackpony::smtp::reply::{self, Reply};
-use blackpony::suite::keyed::{ClientStart, ServerAwaitKey};
+use blackpony::static_key::StaticIdentity;
 use blackpony::suite::message::{self, CLIENT_KEY, SERVER_FINISHED, SERVER_HELLO};
-use blackpony::suite::{rsa_blowfish, x25519_chacha, SuiteId};
+use blackpony::suite::noise_suite::{self, ClientIk, ClientXx, ServerIk, ServerXx};
+use blackpony::suite::rsa_blowfish::{self, ClientStart, ServerAwaitKey};
+use blackpony::suite::{SuiteId, NOISE};
 use blackpony::wire::record::{
     Opened, Opener, ProtectionFactory, RecordReader, RecordType, RecordWriter, Sealer, MAX_BODY,
 };
@@ -36,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("smtp_command", smtp_command),
     ("ehlo", ehlo_keyword),
     ("handshake", handshake),
+    ("noise_handshake", noise_handshake),
     ("record_open", record_open),
     ("dns", dns),
     ("known_peers", known_peers),
@@ -359,7 +363,7 @@ pub fn smtp_command(line: &[u8]) {
 
 // --------------------------------------------------------------------- ehlo
 
-const OFFER: &str = "X25519-CHACHA20POLY1305 RSA-BLOWFISH ROT13";
+const OFFER: &str = "NOISE-25519-CHACHAPOLY-SHA256 RSA-BLOWFISH ROT13";
 
 fn is_keyword_line(line: &[u8]) -> bool {
     let text = command::trim_eol(line).get(4..).unwrap_or(&[]);
@@ -441,8 +445,8 @@ pub fn ehlo_keyword(data: &[u8]) {
 
 // ---------------------------------------------------------------- handshake
 
-/// Both keyed suites, as the targets pick them.
-pub const SUITES: [SuiteId; 2] = [SuiteId::RsaBlowfish, SuiteId::X25519Chacha];
+/// Both keyed suites, as record_open picks them (bit 7 of its first byte).
+pub const SUITES: [SuiteId; 2] = [SuiteId::RsaBlowfish, SuiteId::Noise];
 
 /// A fixed 2048-bit RSA test key (fuzz/common/test-key.pem; it protects
 /// nothing), so the targets need no key generation.
@@ -456,53 +460,37 @@ pub fn test_key() -> &'static blackpony::keys::HostKey {
     })
 }
 
-/// A well-formed ClientHello of the test key for `suite`.
-pub fn test_client_hello(suite: SuiteId) -> &'static [u8] {
-    static HELLOS: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
-    let hellos = HELLOS.get_or_init(|| {
-        SUITES.map(|s| {
-            let start = ClientStart::new(s, test_key(), OFFER).expect("a keyed suite");
-            Base64::decode_vec(&start.hello_base64()).expect("our own base64")
-        })
-    });
-    &hellos[SUITES.iter().position(|&s| s == suite).unwrap()]
+/// A well-formed RSA-BLOWFISH ClientHello of the test key.
+pub fn test_client_hello() -> &'static [u8] {
+    static HELLO: OnceLock<Vec<u8>> = OnceLock::new();
+    HELLO.get_or_init(|| {
+        let start = ClientStart::new(test_key(), OFFER);
+        Base64::decode_vec(&start.hello_base64()).expect("our own base64")
+    })
 }
 
-/// The suite's ClientHello parser; on success the canonical re-encoding.
-fn reencode_client_hello(suite: SuiteId, hello: &[u8]) -> Option<Vec<u8>> {
-    let mut again = vec![1u8];
-    match suite {
-        SuiteId::RsaBlowfish => {
-            let (nonce, spki, _) = rsa_blowfish::parse_client_hello(hello)?;
-            again.extend_from_slice(&nonce);
-            again.extend_from_slice(&(spki.len() as u16).to_be_bytes());
-            again.extend_from_slice(spki);
-        }
-        SuiteId::X25519Chacha => {
-            let (nonce, dh, spki, _) = x25519_chacha::parse_client_hello(hello)?;
-            again.extend_from_slice(&nonce);
-            again.extend_from_slice(&dh);
-            again.extend_from_slice(&(spki.len() as u16).to_be_bytes());
-            again.extend_from_slice(spki);
-        }
-        SuiteId::Noise | SuiteId::Rot(_) => return None,
-    }
+/// RSA-BLOWFISH's ClientHello parser; on success the canonical re-encoding.
+fn reencode_client_hello(hello: &[u8]) -> Option<Vec<u8>> {
+    let mut again = vec![rsa_blowfish::VERSION];
+    let (nonce, spki, _) = rsa_blowfish::parse_client_hello(hello)?;
+    again.extend_from_slice(&nonce);
+    again.extend_from_slice(&(spki.len() as u16).to_be_bytes());
+    again.extend_from_slice(spki);
     Some(again)
 }
 
-/// The handshake parsers of both keyed suites: parse_client_hello (strict:
-/// one encoding per value), message::read (type and length checked before
+/// RSA-BLOWFISH's handshake parsers: parse_client_hello (strict: one
+/// encoding per value), message::read (type and length checked before
 /// allocating), and both sides' steps on arbitrary peer messages (never
-/// panic, never accept a signature or Finished they did not compute).
-/// First byte: bit 7 picks the suite, the rest (mod 5) the step.
+/// panic, never accept a Finished they did not compute).
+/// First byte mod 5: the step.
 pub fn handshake(data: &[u8]) {
     let mut inp = Input::new(data);
     let which = inp.u8();
-    let suite = SUITES[(which >> 7) as usize];
     let rest = inp.rest();
     match which % 5 {
         0 => {
-            if let Some(again) = reencode_client_hello(suite, rest) {
+            if let Some(again) = reencode_client_hello(rest) {
                 assert_eq!(again, rest, "a ClientHello has exactly one encoding");
             }
         }
@@ -520,7 +508,7 @@ pub fn handshake(data: &[u8]) {
         }
         2 => {
             // The client's view of an arbitrary ServerHello.
-            let start = ClientStart::new(suite, test_key(), OFFER).unwrap();
+            let start = ClientStart::new(test_key(), OFFER);
             if let Ok((flight, _keys, awaiting)) = start.on_server_hello(rest) {
                 let m = message::read(&mut Cursor::new(&flight), CLIENT_KEY).unwrap();
                 assert_eq!(m, flight);
@@ -533,8 +521,7 @@ pub fn handshake(data: &[u8]) {
         3 => {
             // The server's view of an arbitrary ClientKey after a good hello.
             let (sh, state) =
-                ServerAwaitKey::new(suite, test_key(), OFFER, test_client_hello(suite))
-                    .expect("good hello");
+                ServerAwaitKey::new(test_key(), OFFER, test_client_hello()).expect("good hello");
             assert_eq!(sh[0], SERVER_HELLO);
             assert!(
                 state.on_client_key(rest).is_err(),
@@ -543,8 +530,8 @@ pub fn handshake(data: &[u8]) {
         }
         _ => {
             // The server's view of an arbitrary ClientHello.
-            let ok = reencode_client_hello(suite, rest).is_some();
-            match ServerAwaitKey::new(suite, test_key(), OFFER, rest) {
+            let ok = reencode_client_hello(rest).is_some();
+            match ServerAwaitKey::new(test_key(), OFFER, rest) {
                 Some((sh, _)) => {
                     assert!(ok);
                     let m = message::read(&mut Cursor::new(&sh), SERVER_HELLO).unwrap();
@@ -552,6 +539,127 @@ pub fn handshake(data: &[u8]) {
                 }
                 None => assert!(!ok),
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------- noise_handshake
+
+/// The prologue of every noise_handshake run (both sides agree on it).
+pub fn noise_prologue() -> Vec<u8> {
+    noise_suite::prologue(OFFER, NOISE, b"EHLO fuzz.example\r\n")
+}
+
+/// A fixed static identity `n` (0: the "server", 1: the "client"): a fixed
+/// X25519 secret and a certificate the test key signed once, valid from 0
+/// through u64::MAX, so checks against the clock pass.
+pub fn test_identity(n: usize) -> &'static StaticIdentity {
+    static IDS: OnceLock<[StaticIdentity; 2]> = OnceLock::new();
+    &IDS.get_or_init(|| {
+        [0x11u8, 0x22].map(|b| {
+            let secret = x25519_dalek::StaticSecret::from([b; 32]);
+            let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+            let cert_bytes = cert::issue(test_key(), &public, 0, u64::MAX);
+            let verified = cert::parse_signed(&cert_bytes).expect("our own certificate");
+            StaticIdentity {
+                secret,
+                public,
+                cert_bytes,
+                verified,
+            }
+        })
+    })[n]
+}
+
+/// Handshake v2's parsers on arbitrary peer bytes: ServerXx::start and
+/// ServerIk::start (msg1), ClientXx::on_msg2 and ClientIk::on_msg2 (msg2),
+/// ServerXx::on_msg3 (msg3), and cert::parse_signed (the certificates they
+/// carry). Never a panic; no msg2 or msg3 is accepted that was not made with
+/// the receiver's fresh ephemeral key (the fuzzer cannot know it); a
+/// certificate that parses re-parses the same way under every check.
+/// First byte mod 6: the step.
+pub fn noise_handshake(data: &[u8]) {
+    let mut inp = Input::new(data);
+    let which = inp.u8();
+    let rest = inp.rest();
+    let (server, client) = (test_identity(0), test_identity(1));
+    let prologue = noise_prologue();
+    match which % 6 {
+        0 => {
+            // XX msg1 is the client's ephemeral key and a cleartext payload.
+            let got = ServerXx::start(server, &prologue, rest);
+            if rest.len() < 32 {
+                assert!(got.is_none(), "an XX msg1 shorter than a key was taken");
+            }
+            if let Some((state, msg2)) = got {
+                assert!(
+                    msg2.len() > server.cert_bytes.len(),
+                    "msg2 carries our certificate"
+                );
+                assert!(state.on_msg3(rest).is_err(), "msg1 taken as msg3");
+            }
+        }
+        1 => {
+            // IK msg1: anyone who knows our static key can make a valid one,
+            // so the property is only that whatever decrypts is answered
+            // and the client's certificate is checked against its key.
+            if let Some((state, ehlo)) = ServerIk::start(server, &prologue, rest) {
+                assert!(ehlo.len() + 96 <= rest.len(), "IK payload longer than msg1");
+                let (msg2, await_id) = state.answer(b"250 fuzz.example\r\n").unwrap();
+                assert!(msg2.len() >= 32 + 16);
+                let (_keys, client_static) = await_id.keys().unwrap();
+                // A certificate counts only for the key msg1 authenticated.
+                let ours = noise_suite::check_identity(&client_static, &client.cert_bytes);
+                assert_eq!(ours.is_ok(), client_static == client.public);
+            }
+        }
+        2 => {
+            let (state, _msg1) = ClientXx::start(client, &prologue).unwrap();
+            assert!(
+                state.on_msg2(rest).is_err(),
+                "an XX msg2 passed without our ephemeral key"
+            );
+        }
+        3 => {
+            let (_c, msg1) = ClientXx::start(client, &prologue).unwrap();
+            let (state, _msg2) = ServerXx::start(server, &prologue, &msg1).expect("our msg1");
+            assert!(
+                state.on_msg3(rest).is_err(),
+                "an XX msg3 passed without our ephemeral key"
+            );
+        }
+        4 => {
+            if let Ok(c) = cert::parse_signed(rest) {
+                assert!(rest.len() <= blackpony::limits::MAX_STATIC_CERT);
+                assert_eq!(cert::parse_own(rest).as_ref(), Ok(&c));
+                assert_eq!(
+                    cert::verify_for(rest, c.not_before, &c.static_public).as_ref(),
+                    Ok(&c)
+                );
+                let other = [c.static_public[0] ^ 1; 32];
+                assert!(cert::verify_for(rest, c.not_before, &other).is_err());
+                if let Some(before) = c.not_before.checked_sub(1) {
+                    assert_eq!(
+                        cert::parse_and_verify(rest, before),
+                        Err(CertError::NotYetValid)
+                    );
+                }
+                if let Some(after) = c.not_after.checked_add(1) {
+                    assert_eq!(cert::parse_and_verify(rest, after), Err(CertError::Expired));
+                }
+            } else {
+                // Layout-only parsing may accept it; the signature never.
+                let _ = cert::parse_own(rest);
+            }
+        }
+        _ => {
+            let server_cert: &VerifiedCert = &server.verified;
+            let (state, _msg1) =
+                ClientIk::start(client, &prologue, server_cert, b"EHLO fuzz.example\r\n").unwrap();
+            assert!(
+                state.on_msg2(rest).is_err(),
+                "an IK msg2 passed without our ephemeral key"
+            );
         }
     }
 }
@@ -568,7 +676,7 @@ pub fn test_traffic() -> TrafficSecret {
 /// The record protection of each keyed suite.
 pub fn protection_of(suite: SuiteId) -> ProtectionFactory {
     match suite {
-        SuiteId::X25519Chacha => x25519_chacha::protection,
+        SuiteId::Noise => blackpony::wire::aead::protection,
         _ => rsa_blowfish::protection,
     }
 }
@@ -601,7 +709,8 @@ pub fn sealed_stream(suite: SuiteId, payloads: &[&[u8]]) -> Vec<u8> {
 /// matching Sealer makes at that point (so it returns no data the Sealer did
 /// not seal). Then the fuzz input as payload: seal → open is the identity,
 /// and any single bit flip in the sealed stream ends it with an error and
-/// only a prefix of the data. Both keyed suites' protections.
+/// only a prefix of the data. Both keyed suites' protections (ChaCha20-Poly1305
+/// for handshake v2, Blowfish-CTR + HMAC-SHA1 for RSA-BLOWFISH).
 pub fn record_open(data: &[u8]) {
     for suite in SUITES {
         open_arbitrary(suite, data);

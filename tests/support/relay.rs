@@ -3,7 +3,10 @@
 //! strips the XBLACKPONY offer, trickles every byte in its own segment, or
 //! attacks one record of an encrypted session (it knows the wire format:
 //! plain SMTP up to the switch, the framed handshake messages, then records
-//! of a u32 length, the body and the suite's tag).
+//! of a u32 length, the body and the suite's tag), or one handshake message
+//! of v2 (NOISE-25519-CHACHAPOLY-SHA256): msg1 in the command line, msg2
+//! as frame(4) after the `220 2.0.0 Go ahead`, msg3 as frame(4) before the
+//! client's records.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -23,6 +26,32 @@ pub enum Tamper {
     /// Attack record `at` (from 0, counted after the handshake) of the
     /// direction the [`Attack`] names.
     Record(Attack, usize),
+    /// Attack one handshake message of v2 (NOISE-25519-CHACHAPOLY-SHA256).
+    Handshake(Msg, HsAttack),
+}
+
+/// A handshake message of v2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// msg1, base64 in the client's `XBLACKPONY <suite> XX|IK` line.
+    One,
+    /// msg2, frame(4) after the server's `220 2.0.0 Go ahead`.
+    Two,
+    /// msg3 (XX only), frame(4) before the client's records.
+    Three,
+}
+
+/// What the relay does to that message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HsAttack {
+    /// Flip one bit in the middle of the message.
+    Flip,
+    /// Drop its last byte (the frame length follows, so only the
+    /// handshake itself can notice).
+    Truncate,
+    /// Put the same message of the previous connection in its place (a
+    /// message out of its session's order); the first connection passes.
+    Stale,
 }
 
 /// One attack on the records of an encrypted session.
@@ -65,6 +94,10 @@ pub struct RecordLog {
     pub s2c_records: usize,
     /// The attack was carried out.
     pub tampered: bool,
+    /// The v2 pattern of the last XBLACKPONY line seen (`XX` or `IK`).
+    pub pattern: String,
+    /// The last msg1, msg2, msg3 seen (before tampering).
+    msgs: [Option<Vec<u8>>; 3],
     last_c2s: Option<Vec<u8>>,
     last_s2c: Option<Vec<u8>>,
 }
@@ -167,6 +200,14 @@ fn relay_one(
             let up =
                 thread::spawn(move || trickle(c2, s2, pause, |b| cap2.lock().unwrap().up.push(b)));
             trickle(server, client, pause, |b| cap.lock().unwrap().down.push(b));
+            let _ = up.join();
+            return;
+        }
+        Tamper::Handshake(msg, attack) => {
+            let rec2 = Arc::clone(&records);
+            let up =
+                thread::spawn(move || hs_up(BufReader::new(c2), s2, msg, attack, &cap2, &rec2));
+            hs_down(BufReader::new(server), client, msg, attack, &cap, &records);
             let _ = up.join();
             return;
         }
@@ -294,12 +335,38 @@ fn forward_lines(
     }
 }
 
-/// The record tag length of a suite (HMAC-SHA1 or Poly1305).
+/// Handshake v2's suite: records sealed with ChaCha20-Poly1305.
+pub const NOISE: &str = "NOISE-25519-CHACHAPOLY-SHA256";
+
+/// The record tag length of a suite (Poly1305 for v2, HMAC-SHA1 for RSA-BLOWFISH).
 fn tag_len(suite: &str) -> usize {
-    if suite.eq_ignore_ascii_case("X25519-CHACHA20POLY1305") {
+    if suite.eq_ignore_ascii_case(NOISE) {
         16
     } else {
         20
+    }
+}
+
+/// How many framed handshake messages the client sends after its
+/// XBLACKPONY line, before its records: RSA-BLOWFISH its ClientKey, v2 XX
+/// msg3, v2 IK none (msg1 rode in the command line; its certificate is in
+/// its first record).
+fn client_messages(xblackpony: &str) -> usize {
+    let mut w = xblackpony.split_whitespace().skip(1);
+    match (w.next(), w.next()) {
+        (Some(s), Some(p)) if s.eq_ignore_ascii_case(NOISE) && p.eq_ignore_ascii_case("IK") => 0,
+        _ => 1,
+    }
+}
+
+/// How many framed handshake messages the server sends after its go-ahead
+/// line (`220 2.0.0 Go ahead with <suite>`): v2 msg2 (XX and IK), or
+/// RSA-BLOWFISH's ServerHello and ServerFinished.
+fn server_messages(go_ahead: &str) -> usize {
+    if go_ahead.to_ascii_uppercase().contains(NOISE) {
+        1
+    } else {
+        2
     }
 }
 
@@ -343,8 +410,9 @@ fn end(mut r: BufReader<TcpStream>, w: &TcpStream) {
     let _ = std::io::copy(&mut r, &mut std::io::sink());
 }
 
-/// Client to server: the plain phase up to XBLACKPONY, the client's key
-/// message, then records, attacked by the client-side attacks.
+/// Client to server: the plain phase up to XBLACKPONY, the client's
+/// handshake message (RSA-BLOWFISH's ClientKey, v2 XX's msg3; none for
+/// v2 IK), then records, attacked by the client-side attacks.
 fn attack_up(
     mut r: BufReader<TcpStream>,
     mut w: TcpStream,
@@ -361,7 +429,7 @@ fn attack_up(
     let suite = line.split_whitespace().nth(1).unwrap_or("").to_string();
     log.lock().unwrap().suite = suite.clone();
     let tag = tag_len(&suite);
-    let ok = forward_message(&mut r, &mut w, &mut seen);
+    let ok = (0..client_messages(&line)).all(|_| forward_message(&mut r, &mut w, &mut seen));
     cap.lock().unwrap().up.append(&mut seen);
     if !ok {
         return end(r, &w);
@@ -418,8 +486,8 @@ fn attack_up(
     let _ = w.shutdown(Shutdown::Write);
 }
 
-/// Server to client: the plain phase up to the go-ahead, the server's two
-/// handshake messages, then records, attacked by the server-side attacks.
+/// Server to client: the plain phase up to the go-ahead, the server's
+/// handshake messages (one for v2, two for RSA-BLOWFISH), then records, attacked by the server-side attacks.
 fn attack_down(
     mut r: BufReader<TcpStream>,
     mut w: TcpStream,
@@ -429,12 +497,14 @@ fn attack_down(
     log: &Mutex<RecordLog>,
 ) {
     let mut seen = Vec::new();
-    let switched = forward_lines(&mut r, &mut w, b"220 2.0.0 Go ahead", &mut seen).is_some()
-        && forward_message(&mut r, &mut w, &mut seen)
-        && forward_message(&mut r, &mut w, &mut seen);
+    let go_ahead = forward_lines(&mut r, &mut w, b"220 2.0.0 Go ahead", &mut seen);
+    let switched = go_ahead.as_deref().is_some_and(|line| {
+        (0..server_messages(line)).all(|_| forward_message(&mut r, &mut w, &mut seen))
+    });
     cap.lock().unwrap().down.append(&mut seen);
     if switched {
-        let tag = tag_len(&log.lock().unwrap().suite);
+        let noise = go_ahead.is_some_and(|l| l.to_ascii_uppercase().contains(NOISE));
+        let tag = if noise { tag_len(NOISE) } else { tag_len("") };
         let mut idx = 0;
         while let Some(mut rec) = read_record(&mut r, tag) {
             cap.lock().unwrap().down.extend_from_slice(&rec);
@@ -462,4 +532,177 @@ fn attack_down(
         }
     }
     end(r, &w);
+}
+
+// --------------------------------------------------------- handshake attacks
+
+/// Remember `m` as the latest message `idx`, and return what to send in
+/// its place: `m` itself unless `hit`, else `m` attacked.
+fn attack_message(
+    log: &Mutex<RecordLog>,
+    idx: usize,
+    mut m: Vec<u8>,
+    hit: bool,
+    a: HsAttack,
+) -> Vec<u8> {
+    let mut l = log.lock().unwrap();
+    let prev = l.msgs[idx].replace(m.clone());
+    if !hit || m.is_empty() {
+        return m;
+    }
+    match a {
+        HsAttack::Flip => {
+            let mid = m.len() / 2;
+            m[mid] ^= 0x10;
+        }
+        HsAttack::Truncate => {
+            m.pop();
+        }
+        HsAttack::Stale => match prev {
+            Some(p) => m = p,
+            None => return m,
+        },
+    }
+    l.tampered = true;
+    m
+}
+
+/// Read one frame (type, u16 length, body); `None` at EOF.
+fn read_frame(r: &mut BufReader<TcpStream>) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 3];
+    r.read_exact(&mut head).ok()?;
+    let mut body = vec![0u8; u16::from_be_bytes([head[1], head[2]]).into()];
+    r.read_exact(&mut body).ok()?;
+    Some((head[0], body))
+}
+
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![kind];
+    f.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+/// Everything left, forwarded as it comes and recorded by `seen`.
+fn copy_rest(mut r: BufReader<TcpStream>, mut w: TcpStream, mut seen: impl FnMut(&[u8])) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n @ 1..) = r.read(&mut buf) {
+        seen(&buf[..n]);
+        if w.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = w.shutdown(Shutdown::Write);
+    let _ = std::io::copy(&mut r, &mut std::io::sink());
+}
+
+/// Client to server: plain lines up to a v2 XBLACKPONY line, whose msg1 may
+/// be attacked; then, for XX, msg3 (the next frame of type 4), which may be
+/// attacked; then the rest as it is.
+fn hs_up(
+    mut r: BufReader<TcpStream>,
+    mut w: TcpStream,
+    msg: Msg,
+    attack: HsAttack,
+    cap: &Mutex<Capture>,
+    log: &Mutex<RecordLog>,
+) {
+    use base64ct::{Base64, Encoding};
+    // Only the first msg1 of the connection is attacked (an XX after a
+    // refused IK is the client starting over).
+    let mut first = true;
+    loop {
+        let mut line = Vec::new();
+        if matches!(r.read_until(b'\n', &mut line), Ok(0) | Err(_)) {
+            return end(r, &w);
+        }
+        cap.lock().unwrap().up.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let v2 = words.len() == 4
+            && words[0].eq_ignore_ascii_case("XBLACKPONY")
+            && words[1].eq_ignore_ascii_case(NOISE);
+        if !v2 {
+            if w.write_all(&line).is_err() {
+                return end(r, &w);
+            }
+            continue;
+        }
+        {
+            let mut l = log.lock().unwrap();
+            l.suite = words[1].to_string();
+            l.pattern = words[2].to_ascii_uppercase();
+        }
+        let m1 = Base64::decode_vec(words[3]).unwrap_or_default();
+        let m1 = attack_message(log, 0, m1, first && msg == Msg::One, attack);
+        first = false;
+        let out = format!(
+            "{} {} {} {}\r\n",
+            words[0],
+            words[1],
+            words[2],
+            Base64::encode_string(&m1)
+        );
+        if w.write_all(out.as_bytes()).is_err() {
+            return end(r, &w);
+        }
+        if !words[2].eq_ignore_ascii_case("XX") {
+            // IK, or a server that refused: more lines may follow (XX
+            // after a 454); go on reading lines.
+            if words[2].eq_ignore_ascii_case("IK") {
+                let next = r.fill_buf().ok().and_then(|b| b.first().copied());
+                if next.is_some_and(|b| b.is_ascii_uppercase()) {
+                    continue;
+                }
+            }
+            break;
+        }
+        // XX: msg3 comes next unless the server refused (then a command line).
+        if r.fill_buf().ok().and_then(|b| b.first().copied()) != Some(4) {
+            continue;
+        }
+        let Some((kind, m3)) = read_frame(&mut r) else {
+            return end(r, &w);
+        };
+        cap.lock().unwrap().up.extend_from_slice(&frame(kind, &m3));
+        let m3 = attack_message(log, 2, m3, msg == Msg::Three, attack);
+        if w.write_all(&frame(kind, &m3)).is_err() {
+            return end(r, &w);
+        }
+        break;
+    }
+    copy_rest(r, w, |b| cap.lock().unwrap().up.extend_from_slice(b));
+}
+
+/// Server to client: plain lines up to a v2 go-ahead, then msg2, which may
+/// be attacked; then the rest as it is. A refusal (454 to an IK msg1) is
+/// forwarded and the next go-ahead awaited.
+fn hs_down(
+    mut r: BufReader<TcpStream>,
+    mut w: TcpStream,
+    msg: Msg,
+    attack: HsAttack,
+    cap: &Mutex<Capture>,
+    log: &Mutex<RecordLog>,
+) {
+    let mut seen = Vec::new();
+    let go = forward_lines(&mut r, &mut w, b"220 2.0.0 Go ahead", &mut seen);
+    cap.lock().unwrap().down.append(&mut seen);
+    let Some(go) = go else {
+        return end(r, &w);
+    };
+    if go.to_ascii_uppercase().contains(NOISE) {
+        let Some((kind, m2)) = read_frame(&mut r) else {
+            return end(r, &w);
+        };
+        cap.lock()
+            .unwrap()
+            .down
+            .extend_from_slice(&frame(kind, &m2));
+        let m2 = attack_message(log, 1, m2, msg == Msg::Two, attack);
+        if w.write_all(&frame(kind, &m2)).is_err() {
+            return end(r, &w);
+        }
+    }
+    copy_rest(r, w, |b| cap.lock().unwrap().down.extend_from_slice(b));
 }
