@@ -101,6 +101,17 @@ pub fn load_key_if_present(path: &Path) -> Result<Option<Arc<HostKey>>, Error> {
     }
 }
 
+/// Refuse an unsafe RSA key file at start without reading it (a process
+/// that never needs the key still must not run beside one others can read).
+/// A missing file is fine here: whoever needs the key says so.
+pub fn check_key_file(path: &Path) -> Result<(), Error> {
+    match std::fs::metadata(path) {
+        Ok(meta) => crate::keys::check_private(path, &meta)
+            .map_err(|e| Error::Key(format!("{}: {e}", path.display()))),
+        Err(_) => Ok(()),
+    }
+}
+
 /// `--generate-key`: write a new key (never overwriting), its static key and
 /// certificate (handshake v2), and return the key's fingerprint.
 pub fn generate_key(path: &Path, bits: usize) -> Result<String, Error> {

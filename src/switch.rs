@@ -206,7 +206,9 @@ fn serve_v2(
 }
 
 /// Client side: ask `remote` for `suite` (from the list it `offered`), run
-/// the handshake, and send `inner_ehlo` inside the new channel. Returns the
+/// the handshake, and send `inner_ehlo` inside the new channel. `inner_ehlo`
+/// must be the outer EHLO line resent byte for byte (PROTOCOL 1.3): v2's
+/// prologue binds it, and the server binds the outer one. Returns the
 /// reply to the inner EHLO and what was switched to. For keyed suites
 /// `pin_check` sees the server's fingerprint before anything of ours but the
 /// handshake itself leaves: an `Err` from it ends the session there.

@@ -572,7 +572,11 @@ fn client_certificate_expired_not_yet_valid_or_foreign_is_refused() {
         assert_deferred_never_plain(what, &run, &sink, &relay);
     }
     // The server's log says why (written as each session ends).
-    for why in ["has expired", "is not valid yet", "signature does not verify"] {
+    for why in [
+        "has expired",
+        "is not valid yet",
+        "signature does not verify",
+    ] {
         wait_log(
             &dir.join("in.log"),
             &format!("peer certificate refused: static-key certificate {why}"),

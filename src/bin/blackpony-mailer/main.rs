@@ -327,11 +327,7 @@ fn config(
         // key is read only if a server offers nothing but RSA-BLOWFISH, so
         // here only its file is checked; without v2 it is read now.
         match &identity {
-            Some(_) => match std::fs::metadata(key_path) {
-                Ok(meta) => blackpony::keys::check_private(key_path, &meta)
-                    .map_err(|e| Error::Key(format!("{}: {e}", key_path.display())))?,
-                Err(e) => log::warn!("{}: {e}: RSA-BLOWFISH unavailable", key_path.display()),
-            },
+            Some(_) => cli::check_key_file(key_path)?,
             None => {
                 key.get()?;
             }

@@ -217,7 +217,10 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
     // Only what the offered suites need: handshake v2 never reads the RSA key.
     let key = match suites.uses_rsa() {
         true => cli::load_key_if_present(key_path)?,
-        false => None,
+        false => {
+            cli::check_key_file(key_path)?;
+            None
+        }
     };
     let identity = match suites.uses_noise() {
         true => cli::load_identity(key_path)?,
