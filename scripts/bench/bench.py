@@ -118,7 +118,7 @@ OPENSSL = [
 ]
 
 IR_CASES = ["raw bf-ctr", "raw hmac-sha1", "raw ctr+hmac", "rsa-blowfish seal", "rsa-blowfish open",
-            "raw chacha20poly1305", "x25519-chacha seal", "x25519-chacha open"]
+            "raw chacha20poly1305", "noise-chachapoly seal", "noise-chachapoly open"]
 
 
 def openssl_speed(cmd):

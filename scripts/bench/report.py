@@ -88,18 +88,18 @@ def record(r):
     floor_x = mb.get("raw chacha20poly1305", {}).get("median")
     floor_x_ir = ir.get("raw chacha20poly1305")
     row("raw chacha20poly1305", "ChaCha20-Poly1305 alone (raw crate, **floor**)", floor_x, floor_x_ir)
-    seal_x = row("x25519-chacha seal", f"{X} `Sealer::seal`", floor_x, floor_x_ir)
-    open_x = row("x25519-chacha open", f"{X} `Opener::read`", floor_x, floor_x_ir)
-    row("x25519-chacha writer", f"{X} `RecordWriter`", floor_x)
-    row("x25519-chacha reader", f"{X} `RecordReader`", floor_x)
+    seal_x = row("noise-chachapoly seal", f"{X} `Sealer::seal`", floor_x, floor_x_ir)
+    open_x = row("noise-chachapoly open", f"{X} `Opener::read`", floor_x, floor_x_ir)
+    row("noise-chachapoly writer", f"{X} `RecordWriter`", floor_x)
+    row("noise-chachapoly reader", f"{X} `RecordReader`", floor_x)
     row("openssl chacha20-poly1305", "`openssl speed -evp chacha20-poly1305`", floor_x)
     print(table(["case", "MB/s", "× floor", "instructions/B (of which memcpy)", "instr × floor",
                  "instr × floor, memcpy left out"], rows))
     res = {}
     for suite, s, o, fl, fli, kseal, kopen in [(R, seal_b, open_b, floor_b, floor_b_ir, "rsa-blowfish seal",
                                                 "rsa-blowfish open"),
-                                               (X, seal_x, open_x, floor_x, floor_x_ir, "x25519-chacha seal",
-                                                "x25519-chacha open")]:
+                                               (X, seal_x, open_x, floor_x, floor_x_ir, "noise-chachapoly seal",
+                                                "noise-chachapoly open")]:
         ok_t = s and o and fl and min(s, o) / fl >= 0.9
         fname = "raw ctr+hmac" if suite == R else "raw chacha20poly1305"
         nocopy = lambda k: (ir.get(k, 0) - cp.get(k, 0)) / (fli - cp.get(fname, 0)) if fli else None  # noqa: E731
