@@ -40,7 +40,13 @@ pub fn common_options(opts: &mut getopts::Options) {
     opts.optopt(
         "",
         "timeout",
-        "seconds to wait for any read or write (default 300, RFC 5321 4.5.3.2)",
+        "seconds to wait for any read or write, and for a whole command line or reply (default 300, RFC 5321 4.5.3.2)",
+        "SECS",
+    );
+    opts.optopt(
+        "",
+        "session-timeout",
+        "seconds a whole session may last; then it ends with 421 4.4.2 (default 3600)",
         "SECS",
     );
     opts.optopt(
@@ -74,6 +80,18 @@ pub fn timeout(m: &getopts::Matches) -> Result<Duration, Error> {
             Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
             _ => Err(Error::Config(format!(
                 "--timeout {s}: give a number of seconds from 1 to 86400"
+            ))),
+        },
+    }
+}
+
+pub fn session_timeout(m: &getopts::Matches) -> Result<Duration, Error> {
+    match m.opt_str("session-timeout") {
+        None => Ok(crate::limits::DEFAULT_SESSION_TIMEOUT),
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if (1..=7 * 86_400).contains(&n) => Ok(Duration::from_secs(n)),
+            _ => Err(Error::Config(format!(
+                "--session-timeout {s}: give a number of seconds from 1 to 604800"
             ))),
         },
     }

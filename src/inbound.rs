@@ -4,10 +4,11 @@
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::channel::{BoxRead, BoxSink};
 use crate::keys::HostKey;
+use crate::netio::Deadline;
 use crate::peer::{tcp_halves, Counted, Peer, Traffic};
 use crate::relay::{self, RelayOptions, Step};
 use crate::smtp::{ehlo, Reply, Verb};
@@ -32,6 +33,8 @@ pub struct InboundConfig {
     pub source: Option<IpAddr>,
     pub passing: ClientAddressPassing,
     pub timeout: Duration,
+    /// The whole connection's limit (--session-timeout).
+    pub session_timeout: Duration,
     pub suites: SuitePolicy,
     pub relay: RelayOptions,
     /// The RSA host key, loaded only when a suite that needs it is offered.
@@ -46,17 +49,21 @@ pub struct ClientConn {
     pub writer: BoxSink,
     /// The client's and our address; None for a local debugging session.
     pub addrs: Option<(SocketAddr, SocketAddr)>,
+    /// The line and session deadlines the bottom of `reader` applies.
+    pub deadline: Deadline,
 }
 
 impl ClientConn {
     /// A client socket (from inetd, a listener or systemd), with deadlines.
     pub fn from_tcp(stream: TcpStream, timeout: Duration) -> std::io::Result<ClientConn> {
         let addrs = (stream.peer_addr()?, stream.local_addr()?);
-        let (reader, writer) = tcp_halves(stream, timeout)?;
+        let deadline = Deadline::new(timeout);
+        let (reader, writer) = tcp_halves(stream, timeout, deadline.clone())?;
         Ok(ClientConn {
             reader: Box::new(reader),
             writer: Box::new(writer),
             addrs: Some(addrs),
+            deadline,
         })
     }
 
@@ -103,11 +110,15 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
     let addrs = conn.addrs;
     let is_socket = conn.is_socket();
     let traffic = Traffic::default();
-    let mut client = Peer::new(
+    // The session limit counts from the connection, the backend's connect included.
+    let session_end = Instant::now() + cfg.session_timeout;
+    let mut client = Peer::with_deadline(
         Box::new(Counted::new(conn.reader, &traffic.received)),
         Box::new(Counted::new(conn.writer, &traffic.sent)),
         "client",
+        conn.deadline,
     );
+    client.set_session_end(session_end);
     let mut summary = Summary::new(Side::Inbound {
         client: addrs.map(|(p, _)| p),
     });
@@ -118,6 +129,7 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
             summary.outcome = Outcome::Error(e.to_string());
         }
         Ok(backend) => {
+            backend.set_session_end(session_end);
             let mut s = Session {
                 cfg,
                 client,

@@ -72,8 +72,30 @@ pub const MAX_STATIC_CERT: usize = 2048;
 /// RFC 5321 4.5.3.2: initial 220 greeting 5 min, MAIL/RCPT 5 min, DATA
 /// initiation 2 min, data block 3 min, final dot 10 min, server waiting for
 /// the next command 5 min. We use one value for every wait, the longest of
-/// those that apply to an idle peer, changeable with --timeout.
+/// those that apply to an idle peer, changeable with --timeout. It bounds:
+/// - each read and each write;
+/// - each whole command line (the server's 5-minute wait for the next
+///   command): the RFC words it as a wait; we bound the whole line, however
+///   slowly it is trickled, so a byte sent just inside each read's timeout
+///   does not hold the session;
+/// - each whole reply, all its lines (the client's waits). One value errs
+///   long for the greeting, MAIL/RCPT and DATA initiation and short for the
+///   final dot (10 min): a backend whose content filter takes longer needs
+///   a larger --timeout, as before.
+///
+/// Message data (DATA, BDAT chunks) is bounded per read, as the RFC's data
+/// block timeout is, and as a whole by [`DEFAULT_SESSION_TIMEOUT`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The whole connection (inbound) or delivery (outbound) must end within
+/// this, changeable with --session-timeout. The RFC has no session limit;
+/// its DATA block timeout (3 min) is per read, so without one a peer that
+/// trickles message data, or sends commands for ever, holds a process (a
+/// thread under --listen) for ever. One hour carries a message of Postfix's
+/// default size limit (10 MB) over a link as slow as 3 KB/s, or a long run
+/// of messages over one cached connection; a sender cut at the limit gets
+/// 421 4.4.2 and retries, and a message in progress is never half delivered.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Time allowed for a TCP connect to the backend or a remote MX.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

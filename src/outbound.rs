@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::dns::{self, Resolver};
 use crate::keys::LazyHostKey;
@@ -32,6 +32,8 @@ pub struct OutboundConfig {
     pub resolver: Resolver,
     pub suites: SuitePolicy,
     pub timeout: Duration,
+    /// The whole delivery's limit (--session-timeout).
+    pub session_timeout: Duration,
     pub relay: RelayOptions,
 }
 
@@ -64,6 +66,8 @@ struct Session<'c> {
 
 /// Run one delivery to `dest` (sendmail's $h) for the sendmail on `sendmail`.
 pub fn deliver(dest: &str, mut sendmail: Peer, cfg: &OutboundConfig) -> Summary {
+    let session_end = Instant::now() + cfg.session_timeout;
+    sendmail.set_session_end(session_end);
     let policy = cfg.policy_map.lookup(dest, cfg.default_policy);
     let mut summary = Summary::new(Side::Outbound {
         dest: dest.to_string(),
@@ -73,7 +77,7 @@ pub fn deliver(dest: &str, mut sendmail: Peer, cfg: &OutboundConfig) -> Summary 
         last_reply: String::new(),
     });
     let traffic = Traffic::default();
-    let (remote, mx, greeting) = match connect(dest, cfg, &traffic) {
+    let (remote, mx, greeting) = match connect(dest, cfg, &traffic, session_end) {
         Ok(x) => x,
         Err(e) => {
             // No remote: greet sendmail with the error so it defers (4xx) or bounces (5xx).
@@ -145,6 +149,7 @@ fn connect(
     dest: &str,
     cfg: &OutboundConfig,
     traffic: &Traffic,
+    session_end: Instant,
 ) -> Result<(Peer, Mx, Reply), Error> {
     let targets = dns::resolve_targets(&cfg.resolver, dest, cfg.port).map_err(|e| {
         if e.is_permanent() {
@@ -156,7 +161,7 @@ fn connect(
     let mut tried = Vec::new();
     for t in &targets {
         let label = format!("{}[{}]", t.mx_host, t.addr);
-        match try_target(t.addr, cfg, traffic) {
+        match try_target(t.addr, cfg, traffic, session_end) {
             // Like Postfix (smtp_skip_5xx_greeting), a host that will not talk to
             // us is skipped for the next; if none will, the message stays queued.
             Ok((peer, greeting)) if greeting.code == 220 => {
@@ -190,10 +195,12 @@ fn try_target(
     addr: SocketAddr,
     cfg: &OutboundConfig,
     traffic: &Traffic,
+    session_end: Instant,
 ) -> Result<(Peer, Reply), Error> {
     let s = crate::netio::connect_one(addr, None, limits::CONNECT_TIMEOUT)
         .map_err(Error::io("remote"))?;
     let mut peer = Peer::from_tcp(s, "remote", cfg.timeout, Some(traffic))?;
+    peer.set_session_end(session_end);
     let greeting = peer.read_reply()?;
     Ok((peer, greeting))
 }

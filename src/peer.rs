@@ -7,9 +7,10 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::channel::{BoxRead, BoxSink};
+use crate::netio::{Deadline, TimedSocket};
 use crate::smtp::reply::read_reply;
 use crate::smtp::{LineReader, Reply};
 use crate::Error;
@@ -19,35 +20,60 @@ pub struct Peer {
     pub reader: LineReader<BoxRead>,
     pub writer: BoxSink,
     pub name: &'static str,
+    /// The line and session deadlines the bottom of `reader` applies.
+    pub deadline: Deadline,
 }
 
 impl Peer {
+    /// A peer whose reads have no deadline beyond what `reader` has itself.
     pub fn new(reader: BoxRead, writer: BoxSink, name: &'static str) -> Self {
+        Peer::with_deadline(reader, writer, name, Deadline::default())
+    }
+
+    /// A peer over a reader whose bottom (a [`TimedSocket`] or a
+    /// [`crate::netio::DeadlineReader`]) applies `deadline`.
+    pub fn with_deadline(
+        reader: BoxRead,
+        writer: BoxSink,
+        name: &'static str,
+        deadline: Deadline,
+    ) -> Self {
         Peer {
             reader: LineReader::new(reader),
             writer,
             name,
+            deadline,
         }
     }
 
     /// A connected socket as a peer: every read and write gets `timeout`,
-    /// Nagle is off (our writes are whole commands or replies the other end
-    /// waits for), and the bytes are counted into `traffic` if given.
+    /// every whole line or reply too (RFC 5321 4.5.3.2), Nagle is off (our
+    /// writes are whole commands or replies the other end waits for), and
+    /// the bytes are counted into `traffic` if given.
     pub fn from_tcp(
         stream: TcpStream,
         name: &'static str,
         timeout: Duration,
         traffic: Option<&Traffic>,
     ) -> Result<Peer, Error> {
-        let (reader, writer) = tcp_halves(stream, timeout).map_err(Error::io(name))?;
+        let deadline = Deadline::new(timeout);
+        let (reader, writer) =
+            tcp_halves(stream, timeout, deadline.clone()).map_err(Error::io(name))?;
         Ok(match traffic {
-            Some(t) => Peer::new(
+            Some(t) => Peer::with_deadline(
                 Box::new(Counted::new(reader, &t.received)),
                 Box::new(Counted::new(writer, &t.sent)),
                 name,
+                deadline,
             ),
-            None => Peer::new(Box::new(reader), Box::new(writer), name),
+            None => Peer::with_deadline(Box::new(reader), Box::new(writer), name, deadline),
         })
+    }
+
+    /// End the session at `end` (--session-timeout): reads after it fail
+    /// with a timeout, which ends the session with a 421 where one is possible.
+    pub fn set_session_end(&self, end: Instant) {
+        self.deadline.set_session_end(end);
     }
 
     /// Write and flush at once: the peer is waiting for it.
@@ -60,11 +86,17 @@ impl Peer {
         self.send(&reply.to_bytes())
     }
 
+    /// One command line, which must arrive whole before the line deadline
+    /// however it is trickled (the server's 5-minute wait for a command).
     pub fn read_line(&mut self, max: usize) -> Result<Vec<u8>, Error> {
+        let _clock = self.deadline.line();
         self.reader.read_line(max, self.name)
     }
 
+    /// One reply, all its lines within the line deadline (the client's
+    /// waits for the greeting and for each reply).
     pub fn read_reply(&mut self) -> Result<Reply, Error> {
+        let _clock = self.deadline.line();
         read_reply(&mut self.reader, self.name)
     }
 
@@ -102,6 +134,7 @@ impl Peer {
             reader,
             writer,
             name: self.name,
+            deadline: self.deadline.clone(),
         }
     }
 
@@ -122,12 +155,22 @@ pub fn detached() -> (LineReader<BoxRead>, BoxSink) {
     (LineReader::new(Box::new(io::empty())), Box::new(Vec::new()))
 }
 
-/// A socket's reading and writing halves, with deadlines and without Nagle.
-pub fn tcp_halves(stream: TcpStream, timeout: Duration) -> io::Result<(TcpStream, TcpStream)> {
+/// A socket's reading and writing halves, without Nagle: each write gets
+/// `timeout`, each read `timeout` or what is left before `deadline`.
+/// Writes are bounded per write only: the lock-step relay writes nothing the
+/// reads (which the session limit bounds) did not ask for.
+pub fn tcp_halves(
+    stream: TcpStream,
+    timeout: Duration,
+    deadline: Deadline,
+) -> io::Result<(TimedSocket, TcpStream)> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
-    Ok((stream.try_clone()?, stream))
+    Ok((
+        TimedSocket::new(stream.try_clone()?, timeout, deadline),
+        stream,
+    ))
 }
 
 /// The bytes one session received from and sent to its peer.

@@ -78,7 +78,7 @@ fn usage(o: &getopts::Options) -> String {
     o.usage(
         "Usage: blackpony-mailer [--port N] [--key FILE] [--known-peers FILE] [--policy may|tofu|require]\n\
          \x20                       [--policy-file FILE] [--dns ADDR:PORT] [--allow-rot] [--log FILE]\n\
-         \x20                       [--timeout SECS] HOST\n\
+         \x20                       [--timeout SECS] [--session-timeout SECS] HOST\n\
          \x20      blackpony-mailer --pipe -f SENDER [options] HOST RECIPIENT...   (Postfix pipe(8))\n\
          \x20      blackpony-mailer --list-peers | --forget HOST | --fingerprint\n\n\
          The outbound side of blackpony, run by sendmail as a prog mailer with A=blackpony-mailer $h:\n\
@@ -196,8 +196,14 @@ fn main() -> ExitCode {
             return greet_error(&e);
         }
     };
-    let reader = netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout);
-    let sendmail = Peer::new(Box::new(reader), Box::new(std::io::stdout()), "sendmail");
+    let deadline = netio::Deadline::new(cfg.timeout);
+    let reader = netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout, deadline.clone());
+    let sendmail = Peer::with_deadline(
+        Box::new(reader),
+        Box::new(std::io::stdout()),
+        "sendmail",
+        deadline,
+    );
     let summary = outbound::deliver(&dest, sendmail, &cfg);
     session_record::finish(&summary);
     if summary.outcome == Outcome::Quit {
@@ -282,6 +288,7 @@ fn config(
     known_peers: KnownPeers,
 ) -> Result<OutboundConfig, Error> {
     let timeout = cli::timeout(m)?;
+    let session_timeout = cli::session_timeout(m)?;
     let port = match m.opt_str("port") {
         None => 25,
         Some(p) => p
@@ -357,6 +364,7 @@ fn config(
         resolver,
         suites,
         timeout,
+        session_timeout,
         relay: RelayOptions::default(),
     })
 }

@@ -76,7 +76,7 @@ fn options() -> getopts::Options {
 fn usage(o: &getopts::Options) -> String {
     o.usage(
         "Usage: blackpony [--backend HOST:PORT] [--listen ADDR:PORT] [--key FILE] [--allow-rot]\n\
-         \x20                [--log FILE] [--timeout SECS] [--source ADDR] [--proxy-protocol v1|v2] [--xclient]\n\
+         \x20                [--log FILE] [--timeout SECS] [--session-timeout SECS] [--source ADDR] [--proxy-protocol v1|v2] [--xclient]\n\
          \x20                [--max-connections N] [--shutdown-grace SECS]\n\
          \x20      blackpony --generate-key [--key FILE]   |   blackpony --fingerprint [--key FILE]\n\n\
          The inbound side of blackpony. Run it from inetd, xinetd or systemd (Accept=yes) on\n\
@@ -245,6 +245,7 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
         source,
         passing,
         timeout: cli::timeout(m)?,
+        session_timeout: cli::session_timeout(m)?,
         suites,
         relay: RelayOptions {
             forbid_bare_newline: m.opt_present("forbid-bare-newline"),
@@ -265,12 +266,17 @@ fn serve_stdin(cfg: &InboundConfig) -> ExitCode {
             }
         },
         None => {
-            let reader: BoxRead =
-                Box::new(netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout));
+            let deadline = netio::Deadline::new(cfg.timeout);
+            let reader: BoxRead = Box::new(netio::DeadlineReader::spawn(
+                std::io::stdin(),
+                cfg.timeout,
+                deadline.clone(),
+            ));
             ClientConn {
                 reader,
                 writer: Box::new(std::io::stdout()),
                 addrs: None,
+                deadline,
             }
         }
     };
