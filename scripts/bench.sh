@@ -81,6 +81,8 @@ mkdir -p "$OUT"/{keys,log,cg,results}
 rm -f "$OUT"/cg/* "$OUT"/results/*.json "$OUT/known_peers"
 [ -s "$KEYS/server.key" ] || "$BIN/blackpony" --generate-key --key "$KEYS/server.key" >/dev/null
 [ -s "$KEYS/client.key" ] || "$BIN/blackpony" --generate-key --key "$KEYS/client.key" >/dev/null
+# Keys from before handshake v2 get their static key and certificate.
+for k in server client; do "$BIN/blackpony" --renew-cert --key "$KEYS/$k.key" >/dev/null; done
 
 # ---------------------------------------------------------------- ports, cgroups
 B=${PORT_BASE:-2640}
@@ -121,7 +123,7 @@ wait_port "$SINK"
 
 # The inetd services (one inetd, in the bp cgroup with every blackpony it starts).
 BP="$BIN/blackpony blackpony --log $LOGD/blackpony.log"   # program, then argv[0]
-KEYED="--key $KEYS/server.key"
+KEYED="--key $KEYS/server.key --suites NOISE-25519-CHACHAPOLY-SHA256,RSA-BLOWFISH"   # v2 first, RSA-BLOWFISH for its rows
 NOKEY="--key $OUT/keys/absent.key"   # no host key and no --allow-rot: offers nothing (plain relay)
 VG="/usr/bin/valgrind valgrind --tool=callgrind --log-file=$OUT/cg/vg.%p.log --callgrind-out-file=$OUT/cg/bp.%p"
 TIME="/usr/bin/time time -f %M,%e,%U,%S -a -o $OUT/mem-time.log"   # inetd splits on blanks

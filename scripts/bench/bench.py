@@ -419,7 +419,9 @@ def cpu():
         "--secs", "0.2", "--tsv", tsv])
     data["handshake_us"] = {l.split("\t")[0]: [float(x) for x in l.split("\t")[1:4]] for l in open(tsv)}
     data["handshake_ir"] = {}
-    for case in [f"{X25519} client", f"{X25519} server", f"{RSABF} client", f"{RSABF} server",
+    v2 = X25519.lower()
+    for case in [f"{v2} xx client", f"{v2} xx server", f"{v2} ik client", f"{v2} ik server",
+                 f"{RSABF} client", f"{RSABF} server",
                  "rsa-2048 sign pss-sha256", "rsa-2048 verify pss-sha256", "rsa-2048 oaep encrypt",
                  "rsa-2048 oaep decrypt", "x25519 keygen+dh", "host key load (pkcs8 pem)", "peer spki parse"]:
         f = os.path.join(d, "hs.out")

@@ -7,7 +7,7 @@
 //!   provider, no resumption, certificate not checked as in opportunistic
 //!   SMTP, CertificateVerify signature checked) + EHLO;
 //! * `bp`: the same with blackpony's switch, run by the library the mailer
-//!   uses: `blackpony::outbound::negotiate` over a `relay::Peer` (XBLACKPONY
+//!   uses: `blackpony::switch::request` over a `peer::Peer` (XBLACKPONY
 //!   command with the ClientHello, key flight + inner EHLO).
 //!
 //! `--quickack` sets TCP_QUICKACK before every read. Without it, Postfix's
@@ -40,9 +40,11 @@ use std::time::{Duration, Instant};
 
 use blackpony::channel::{BoxRead, BoxSink, Sink};
 use blackpony::keys::HostKey;
-use blackpony::relay::Peer;
+use blackpony::cert::VerifiedCert;
+use blackpony::peer::Peer;
+use blackpony::static_key::StaticIdentity;
 use blackpony::smtp::{ehlo, LineReader};
-use blackpony::suite::SuitePolicy;
+use blackpony::suite::{SuitePolicy, CLIENT_DEFAULT};
 
 const HELO: &[u8] = b"EHLO client.e2e.test\r\n";
 
@@ -216,6 +218,10 @@ struct Cfg {
     addr: String,
     mode: Mode,
     key: Option<HostKey>,
+    identity: Option<StaticIdentity>,
+    /// With --ik: the server's certificate from the first connection, so
+    /// every later one is a known-peer (IK) handshake, as for the mailer.
+    cached: Option<std::sync::Mutex<Option<VerifiedCert>>>,
     suites: SuitePolicy,
     tls: Arc<rustls::ClientConfig>,
     message: Vec<u8>,
@@ -309,9 +315,22 @@ fn one(cfg: &Cfg) -> io::Result<One> {
                 .suites
                 .choose(&offered)
                 .ok_or_else(|| err(format!("no allowed suite in {offered:?}")))?;
-            let (inner, _fp) =
-                blackpony::outbound::negotiate(&mut peer, cfg.key.as_ref(), suite, &offered, HELO)
+            let cached = cfg
+                .cached
+                .as_ref()
+                .and_then(|c| c.lock().unwrap().clone());
+            let side = blackpony::switch::ClientSide {
+                key: cfg.key.as_ref(),
+                identity: cfg.identity.as_ref(),
+                cached: cached.as_ref(),
+            };
+            let (inner, on) =
+                blackpony::switch::request(&mut peer, &side, suite, &offered, HELO, &mut |_| Ok(()))
                     .map_err(err)?;
+            if let (Some(c), Some(cert)) = (&cfg.cached, &on.server_cert) {
+                let now = blackpony::clock::now_unix();
+                *c.lock().unwrap() = blackpony::cert::parse_and_verify(cert, now).ok();
+            }
             if inner.code != 250 {
                 return Err(err(format!("inner EHLO: {}", inner.summary())));
             }
@@ -370,7 +389,7 @@ fn main() {
             .cloned()
     };
     let usage = || -> ! {
-        eprintln!("usage: bpclient --connect ADDR:PORT --mode plain|starttls|bp [-n N] [--key FILE] [--suites LIST] [--body BYTES] [--timeout SECS]");
+        eprintln!("usage: bpclient --connect ADDR:PORT --mode plain|starttls|bp [-n N] [--key FILE] [--suites LIST] [--ik] [--body BYTES] [--timeout SECS]");
         std::process::exit(2)
     };
     let addr = get("--connect").unwrap_or_else(|| usage());
@@ -383,27 +402,35 @@ fn main() {
     QUICKACK.store(args.iter().any(|a| a == "--quickack"), Ordering::Relaxed);
     let n: usize = get("-n").and_then(|v| v.parse().ok()).unwrap_or(300);
     let body: usize = get("--body").and_then(|v| v.parse().ok()).unwrap_or(5120);
-    let key = get("--key").map(|p| {
-        HostKey::load(std::path::Path::new(&p)).unwrap_or_else(|e| {
-            eprintln!("bpclient: {e}");
-            std::process::exit(1)
-        })
-    });
-    if mode == Mode::Bp && key.is_none() {
-        eprintln!("bpclient: --mode bp needs --key");
-        std::process::exit(2);
-    }
     let suites = match get("--suites") {
         Some(l) => SuitePolicy::from_list(&l, false).unwrap_or_else(|e| {
             eprintln!("bpclient: {e}");
             std::process::exit(2)
         }),
-        None => SuitePolicy::new(false),
+        None => SuitePolicy::new(&CLIENT_DEFAULT, false),
     };
+    // As the mailer: the static identity for v2; the RSA key only for RSA-BLOWFISH.
+    let identity = get("--key").and_then(|p| blackpony::static_key::load(std::path::Path::new(&p)).ok());
+    let rsa_only = !suites.uses_noise() || identity.is_none();
+    let key = get("--key").filter(|_| rsa_only).map(|p| {
+        HostKey::load(std::path::Path::new(&p)).unwrap_or_else(|e| {
+            eprintln!("bpclient: {e}");
+            std::process::exit(1)
+        })
+    });
+    if mode == Mode::Bp && key.is_none() && identity.is_none() {
+        eprintln!("bpclient: --mode bp needs --key");
+        std::process::exit(2);
+    }
     let cfg = Cfg {
         addr,
         mode,
         key,
+        identity,
+        cached: args
+            .iter()
+            .any(|a| a == "--ik")
+            .then(|| std::sync::Mutex::new(None)),
         suites,
         tls: tls_config(),
         message: message(body),
