@@ -88,10 +88,10 @@ for k in server client; do "$BIN/blackpony" --renew-cert --key "$KEYS/$k.key" >/
 B=${PORT_BASE:-2640}
 export SINK=$B BP_KEYED=$((B+1)) BP_PLAIN=$((B+2)) BP_PFX=$((B+3)) BP_MEM=$((B+4)) BP_MEM_PLAIN=$((B+5))
 export BP_CG=$((B+6)) BP_CG_PLAIN=$((B+7)) BP_LISTEN=$((B+8)) PFX_PLAIN=$((B+11)) PFX_TLS=$((B+12))
-export BP_LISTEN_PLAIN=$((B+9)) BP_ACT=$((B+10)) BP_ACT_PLAIN=$((B+13))
+export BP_LISTEN_PLAIN=$((B+9)) BP_ACT=$((B+10)) BP_ACT_PLAIN=$((B+13)) BP_RSA=$((B+14)) BP_CG_RSA=$((B+15))
 export ALT_KEYED=$((B+21)) ALT_PLAIN=$((B+22)) ALT_CG=$((B+26)) ALT_CG_PLAIN=$((B+27))
 for p in $SINK $BP_KEYED $BP_PLAIN $BP_PFX $BP_MEM $BP_MEM_PLAIN $BP_CG $BP_CG_PLAIN $BP_LISTEN $PFX_PLAIN $PFX_TLS \
-         $BP_LISTEN_PLAIN $BP_ACT $BP_ACT_PLAIN \
+         $BP_LISTEN_PLAIN $BP_ACT $BP_ACT_PLAIN $BP_RSA $BP_CG_RSA \
          $ALT_KEYED $ALT_PLAIN $ALT_CG $ALT_CG_PLAIN; do
   if ss -ltnH "sport = :$p" | grep -q .; then echo "bench.sh: port $p is in use (set PORT_BASE)" >&2; exit 1; fi
 done
@@ -123,7 +123,8 @@ wait_port "$SINK"
 
 # The inetd services (one inetd, in the bp cgroup with every blackpony it starts).
 BP="$BIN/blackpony blackpony --log $LOGD/blackpony.log"   # program, then argv[0]
-KEYED="--key $KEYS/server.key --suites NOISE-25519-CHACHAPOLY-SHA256,RSA-BLOWFISH"   # v2 first, RSA-BLOWFISH for its rows
+KEYED="--key $KEYS/server.key"   # the default offer: handshake v2 only (the RSA key is never read)
+KEYED_RSA="--key $KEYS/server.key --suites RSA-BLOWFISH"   # the RSA-BLOWFISH rows
 NOKEY="--key $OUT/keys/absent.key"   # no host key and no --allow-rot: offers nothing (plain relay)
 VG="/usr/bin/valgrind valgrind --tool=callgrind --log-file=$OUT/cg/vg.%p.log --callgrind-out-file=$OUT/cg/bp.%p"
 TIME="/usr/bin/time time -f %M,%e,%U,%S -a -o $OUT/mem-time.log"   # inetd splits on blanks
@@ -135,6 +136,8 @@ TIME="/usr/bin/time time -f %M,%e,%U,%S -a -o $OUT/mem-time.log"   # inetd split
   echo "127.0.0.1:$BP_MEM_PLAIN stream tcp nowait.100000 root $TIME $BIN/blackpony --log $LOGD/blackpony.log $NOKEY --backend 127.0.0.1:$SINK"
   echo "127.0.0.1:$BP_CG stream tcp nowait.100000 root $VG $BIN/blackpony --log $LOGD/blackpony.log --timeout 900 $KEYED --backend 127.0.0.1:$SINK"
   echo "127.0.0.1:$BP_CG_PLAIN stream tcp nowait.100000 root $VG $BIN/blackpony --log $LOGD/blackpony.log --timeout 900 $NOKEY --backend 127.0.0.1:$SINK"
+  echo "127.0.0.1:$BP_RSA stream tcp nowait.100000 root $BP $KEYED_RSA --backend 127.0.0.1:$SINK"
+  echo "127.0.0.1:$BP_CG_RSA stream tcp nowait.100000 root $VG $BIN/blackpony --log $LOGD/blackpony.log --timeout 900 $KEYED_RSA --backend 127.0.0.1:$SINK"
   if [ -n "$COMPARE_BIN" ]; then
     A="$COMPARE_BIN/blackpony blackpony --log $LOGD/blackpony-alt.log"
     echo "127.0.0.1:$ALT_KEYED stream tcp nowait.100000 root $A $KEYED --backend 127.0.0.1:$SINK"

@@ -33,6 +33,7 @@ LOG = os.path.join(OUT, "log")
 QUICK = E.get("QUICK") == "1"
 P = {k: int(E[k]) for k in ("SINK", "BP_KEYED", "BP_PLAIN", "BP_PFX", "BP_MEM", "BP_MEM_PLAIN",
                             "BP_CG", "BP_CG_PLAIN", "BP_LISTEN", "BP_LISTEN_PLAIN", "BP_ACT", "BP_ACT_PLAIN",
+                            "BP_RSA", "BP_CG_RSA",
                             "PFX_PLAIN", "PFX_TLS",
                             "ALT_KEYED", "ALT_PLAIN", "ALT_CG", "ALT_CG_PLAIN")}
 ALT = E.get("COMPARE_BIN") or None
@@ -169,7 +170,7 @@ RELAY_CASES = [
     ("direct", "SINK", None, False),
     ("plain relay", "BP_PLAIN", None, False),
     (X25519, "BP_KEYED", X25519, False),
-    (RSABF, "BP_KEYED", RSABF, False),
+    (RSABF, "BP_RSA", RSABF, False),
 ]
 ALT_CASES = [
     ("direct [compare]", "SINK", None, True),
@@ -234,7 +235,7 @@ def relay():
         irsize = int(float(E.get("IR_RELAY_MB", "16")) * (1 << 20))
         data["ir"] = {}
         ir_cases = [("direct", "SINK", None, False), ("plain relay", "BP_CG_PLAIN", None, False),
-                    (X25519, "BP_CG", X25519, False), (RSABF, "BP_CG", RSABF, False)]
+                    (X25519, "BP_CG", X25519, False), (RSABF, "BP_CG_RSA", RSABF, False)]
         if ALT:
             ir_cases += [("direct [compare]", "SINK", None, True),
                          ("plain relay [compare]", "ALT_CG_PLAIN", None, True),
@@ -284,8 +285,10 @@ CONN_CASES = [
     ("sink, direct", "SINK", "plain", None, "-"),
     ("blackpony plain (inetd) -> sink", "BP_PLAIN", "plain", None, "sink"),
     (f"blackpony {X25519} (inetd) -> sink", "BP_KEYED", "bp", X25519, "sink"),
-    (f"blackpony {RSABF} (inetd) -> sink", "BP_KEYED", "bp", RSABF, "sink"),
+    (f"blackpony {X25519} IK, known peer (inetd) -> sink", "BP_KEYED", "bp-ik", X25519, "sink"),
+    (f"blackpony {RSABF} (inetd) -> sink", "BP_RSA", "bp", RSABF, "sink"),
     (f"blackpony {X25519} (--listen, no inetd) -> sink", "BP_LISTEN", "bp", X25519, "sink"),
+    (f"blackpony {X25519} IK, known peer (--listen) -> sink", "BP_LISTEN", "bp-ik", X25519, "sink"),
     (f"blackpony {X25519} (systemd Accept=no) -> sink", "BP_ACT", "bp", X25519, "sink"),
     ("blackpony plain (--listen, no inetd) -> sink", "BP_LISTEN_PLAIN", "plain", None, "sink"),
     ("blackpony plain (systemd Accept=no) -> sink", "BP_ACT_PLAIN", "plain", None, "sink"),
@@ -346,9 +349,12 @@ def conn():
 
 def client(port, mode, suites, n):
     # --quickack: see bpclient.rs (without it Postfix+TLS stalls 40 ms on Nagle/delayed ACK)
+    # bp-ik: as bp, with the server's certificate cached after the first connection (Noise IK)
+    ik = mode == "bp-ik"
+    mode = "bp" if ik else mode
     cmd = [f"{BIN}/bpclient", "--connect", f"127.0.0.1:{port}", "--mode", mode, "-n", str(n), "--quickack"]
     if mode == "bp":
-        cmd += ["--key", f"{KEYS}/client.key"]
+        cmd += ["--key", f"{KEYS}/client.key"] + (["--ik"] if ik else [])
     if suites:
         cmd += ["--suites", suites]
     return json.loads(sh(cmd).strip().splitlines()[-1])
@@ -392,14 +398,14 @@ def cpu():
     d = os.path.join(OUT, "cg")
     # Server: one blackpony session started by inetd under callgrind, fed by bpclient.
     for name, port, mode, suites in [("plain (no suite offered)", "BP_CG_PLAIN", "plain", None),
-                                     (X25519, "BP_CG", "bp", X25519), (RSABF, "BP_CG", "bp", RSABF)]:
+                                     (X25519, "BP_CG", "bp", X25519), (RSABF, "BP_CG_RSA", "bp", RSABF)]:
         before = set(os.listdir(d))
         client(P[port], mode, suites, 1)
         data["server"][name] = split(wait_new_cg(before), "blackpony")
         log(f"[cpu] blackpony {name}: {data['server'][name]['total']:,} instructions")
     # Client: one blackpony-mailer delivery (the anchor's 5291-byte message) under callgrind.
     for name, port, suites in [("plain (server offers nothing)", "BP_PLAIN", None),
-                               (X25519, "BP_KEYED", X25519), (RSABF, "BP_KEYED", RSABF)]:
+                               (X25519, "BP_KEYED", X25519), (RSABF, "BP_RSA", RSABF)]:
         f = os.path.join(d, "mailer-conn.out")
         relay_once(5291, P[port], suites, wrap=["valgrind", "--tool=callgrind", "--log-file=/dev/null",
                                                  f"--callgrind-out-file={f}"])
