@@ -366,7 +366,9 @@ def client(port, mode, suites, n):
 RSA_PRIVATE = ["blackpony::crypto::oaep::unwrap", "blackpony::cert::issue"]
 RSA_PUBLIC = ["blackpony::crypto::oaep::wrap", "<rsa::pss::Pss<D> as rsa::traits::padding::SignatureScheme>::verify"]
 RSA_SYMS = RSA_PRIVATE + RSA_PUBLIC
-X25519_SYMS = ["x25519_dalek::x25519::EphemeralSecret::diffie_hellman",
+X25519_SYMS = ["x25519_dalek::x25519::StaticSecret::diffie_hellman",
+               "<x25519_dalek::x25519::PublicKey as core::convert::From<&x25519_dalek::x25519::StaticSecret>>::from",
+               "x25519_dalek::x25519::EphemeralSecret::diffie_hellman",
                "<x25519_dalek::x25519::PublicKey as core::convert::From<&x25519_dalek::x25519::EphemeralSecret>>::from",
                "x25519_dalek::x25519::EphemeralSecret::random",
                "x25519_dalek::x25519::EphemeralSecret::random_from_rng"]

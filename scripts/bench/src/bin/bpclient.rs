@@ -437,17 +437,14 @@ fn main() {
         timeout: Duration::from_secs(get("--timeout").and_then(|v| v.parse().ok()).unwrap_or(30)),
     };
     let mut lat = Vec::with_capacity(n);
-    let mut first: Option<One> = None;
+    let mut last: Option<One> = None;
     let (u0, s0) = cpu();
     let t0 = Instant::now();
     for i in 0..n {
         let t = Instant::now();
         match one(&cfg) {
-            Ok(o) => {
-                if first.is_none() {
-                    first = Some(o);
-                }
-            }
+            // The last connection's shape: with --ik the first one is XX.
+            Ok(o) => last = Some(o),
             Err(e) => {
                 eprintln!("bpclient: connection {i}: {e}");
                 std::process::exit(1);
@@ -459,7 +456,7 @@ fn main() {
     let (u1, s1) = cpu();
     lat.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     let q = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize] * 1e3;
-    let f = first.expect("n >= 1");
+    let f = last.expect("n >= 1");
     println!(
         "{{\"n\":{n},\"secs\":{secs:.4},\"msgs_per_s\":{:.1},\"cpu_user\":{:.4},\"cpu_sys\":{:.4},\"cpu_ms_per_conn\":{:.4},\"lat_ms_p50\":{:.3},\"lat_ms_p99\":{:.3},\"turns\":{},\"switch_turns\":{},\"bytes_out\":{},\"bytes_in\":{},\"what\":\"{}\",\"msg_bytes\":{}}}",
         n as f64 / secs,
