@@ -132,7 +132,7 @@ TIME="/usr/bin/time time -f %M,%e,%U,%S -a -o $OUT/mem-time.log"   # inetd split
   echo "127.0.0.1:$BP_KEYED stream tcp nowait.100000 root $BP $KEYED --backend 127.0.0.1:$SINK"
   echo "127.0.0.1:$BP_PLAIN stream tcp nowait.100000 root $BP $NOKEY --backend 127.0.0.1:$SINK"
   echo "127.0.0.1:$BP_PFX stream tcp nowait.100000 root $BP $KEYED --backend 127.0.0.1:$PFX_PLAIN"
-  echo "127.0.0.1:$BP_MEM stream tcp nowait.100000 root $TIME $BIN/blackpony --log $LOGD/blackpony.log $KEYED --backend 127.0.0.1:$SINK"
+  echo "127.0.0.1:$BP_MEM stream tcp nowait.100000 root $TIME $BIN/blackpony --log $LOGD/blackpony.log $KEYED --suites NOISE-25519-CHACHAPOLY-SHA256,RSA-BLOWFISH --backend 127.0.0.1:$SINK"
   echo "127.0.0.1:$BP_MEM_PLAIN stream tcp nowait.100000 root $TIME $BIN/blackpony --log $LOGD/blackpony.log $NOKEY --backend 127.0.0.1:$SINK"
   echo "127.0.0.1:$BP_CG stream tcp nowait.100000 root $VG $BIN/blackpony --log $LOGD/blackpony.log --timeout 900 $KEYED --backend 127.0.0.1:$SINK"
   echo "127.0.0.1:$BP_CG_PLAIN stream tcp nowait.100000 root $VG $BIN/blackpony --log $LOGD/blackpony.log --timeout 900 $NOKEY --backend 127.0.0.1:$SINK"
