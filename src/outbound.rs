@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::dns::{self, Resolver};
 use crate::keys::LazyHostKey;
 use crate::peer::{Peer, Traffic};
-use crate::peers::KnownPeers;
+use crate::peers::{KnownPeers, Pinned};
 use crate::policy::{self, Observation, Policy, PolicyMap, Verdict};
 use crate::relay::{self, RelayOptions, Step};
 use crate::smtp::{ehlo, Reply, Verb};
@@ -314,8 +314,9 @@ impl Session<'_> {
                 cached: cached.as_ref(),
             };
             let mut refused = None;
-            let (cfg, mx_name, policy) = (self.cfg, &self.mx_name, self.policy);
-            let mut pin_check = |fp: &str| match verdict_for(cfg, mx_name, policy, Some(fp))? {
+            let (cfg, dest, mx_name, policy) = (self.cfg, &self.dest, &self.mx_name, self.policy);
+            let mut pin_check = |fp: &str| match verdict_for(cfg, dest, mx_name, policy, Some(fp))?
+            {
                 Verdict::Defer(reason) => {
                     refused = Some(reason.clone());
                     Err(Error::Policy(reason))
@@ -386,7 +387,7 @@ impl Session<'_> {
     /// The policy verdict for this session; `Some(reason)` means defer.
     fn check_policy(&mut self) -> Result<Option<String>, Error> {
         let fp = self.summary.peer_fingerprint.as_deref();
-        let verdict = verdict_for(self.cfg, &self.mx_name, self.policy, fp)?;
+        let verdict = verdict_for(self.cfg, &self.dest, &self.mx_name, self.policy, fp)?;
         Ok(match verdict {
             Verdict::Proceed => {
                 set_verdict(&mut self.summary, summary::Verdict::Ok);
@@ -405,7 +406,10 @@ impl Session<'_> {
         })
     }
 
-    /// A message was accepted: remember the peer's key.
+    /// A message was accepted: remember the key for the MX host and the
+    /// domain on first contact. A key other than the pinned one (let
+    /// through with a warning under `may`) is never pinned: the old pins
+    /// stay until an operator runs `--forget`.
     fn delivered(&mut self) {
         let (Some(fp), Some(suite)) = (&self.summary.peer_fingerprint, self.summary.suite) else {
             return;
@@ -413,14 +417,30 @@ impl Session<'_> {
         if suite.is_rot() {
             return;
         }
-        if let Err(e) = self
-            .cfg
-            .known_peers
-            .record(&self.mx_name, fp, &suite.to_string())
-        {
-            log::error!("cannot record the key of {}: {e}", self.mx_host);
-        }
-        if let Some(cert) = &self.server_cert {
+        let recorded =
+            self.cfg
+                .known_peers
+                .record_delivery(&self.dest, &self.mx_name, fp, &suite.to_string());
+        let host_pinned = match recorded {
+            Ok((domain, host)) => {
+                let refused = |p: Pinned| matches!(p, Pinned::Kept | Pinned::Untrusted);
+                if refused(domain) || refused(host) {
+                    log::warn!(
+                        "{} ({}): key {fp} not pinned; the pinned keys stay until \
+                         blackpony-mailer --forget",
+                        self.mx_host,
+                        self.dest
+                    );
+                }
+                matches!(host, Pinned::New | Pinned::Unchanged)
+            }
+            Err(e) => {
+                log::error!("cannot record the key of {}: {e}", self.mx_host);
+                false
+            }
+        };
+        // The cached certificate goes with the host's pinned key only.
+        if let Some(cert) = self.server_cert.as_ref().filter(|_| host_pinned) {
             let path = self.cfg.known_peers.path();
             if let Err(e) = cert_cache::store(path, &self.mx_name, cert) {
                 log::warn!("cannot cache the static key of {}: {e}", self.mx_host);
@@ -441,17 +461,18 @@ impl Session<'_> {
     }
 }
 
-/// The policy's verdict on what was seen of `mx_name`: `fp` its key
-/// fingerprint if encrypted, None if plain.
+/// The policy's verdict on what was seen of `mx_name`, an MX of `dest`:
+/// `fp` its key fingerprint if encrypted, None if plain.
 fn verdict_for(
     cfg: &OutboundConfig,
+    dest: &str,
     mx_name: &str,
     policy: Policy,
     fp: Option<&str>,
 ) -> Result<Verdict, Error> {
     let known = cfg
         .known_peers
-        .lookup(mx_name)
+        .known(dest, mx_name)
         .map_err(|e| Error::Config(e.to_string()))?;
     let seen = match fp {
         Some(fp) => Observation::Encrypted {
@@ -459,7 +480,7 @@ fn verdict_for(
         },
         None => Observation::Plain,
     };
-    Ok(policy::decide(policy, known.as_ref(), &seen))
+    Ok(policy::decide(policy, &known, &seen))
 }
 
 /// Whether a command, once answered 250, completes a message.

@@ -26,7 +26,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::peers::PeerRecord;
+use crate::peers::Known;
 
 /// Largest policy file we read: some 20 000 lines, far beyond any real map.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -327,52 +327,88 @@ pub enum Verdict {
     Defer(String),
 }
 
-/// Decides whether to deliver, given the destination's policy, its pin in
-/// the known-peers store (if any), and what the session shows.
+/// Decides whether to deliver, given the destination's policy, what the
+/// known-peers store holds for the MX host and for the destination domain,
+/// and what the session shows. This is the only place the decision is made:
+/// the mailer asks it during the handshake (before the server's key is
+/// accepted) and right after the EHLO reply of a plain peer.
 ///
-/// | policy    | pin  | session               | verdict                      |
-/// |-----------|------|-----------------------|------------------------------|
-/// | `may`     | none | plain or encrypted    | proceed                      |
-/// | `may`     | yes  | encrypted, same key   | proceed                      |
-/// | `may`     | yes  | encrypted, other key  | proceed, warn "key changed"  |
-/// | `may`     | yes  | plain                 | proceed, warn "stripping"    |
-/// | `tofu`    | none | plain or encrypted    | proceed                      |
-/// | `tofu`    | yes  | encrypted, same key   | proceed                      |
-/// | `tofu`    | yes  | encrypted, other key  | defer                        |
-/// | `tofu`    | yes  | plain                 | defer                        |
-/// | `require` | none | plain                 | defer                        |
-/// | `require` | none | encrypted             | proceed                      |
-/// | `require` | yes  | encrypted, same key   | proceed                      |
-/// | `require` | yes  | encrypted, other key  | defer                        |
-/// | `require` | yes  | plain                 | defer                        |
+/// "Known" means the MX host is pinned or the domain was seen encrypted. A
+/// known peer must show a key that matches the host's pin (if any) and is
+/// one of the domain's keys (if any); a plain session is stripping. So an
+/// attacker who blocks the pinned MX gains nothing at the next MX: that one
+/// is held to the domain's keys.
 ///
-/// After a `Proceed` or `ProceedWithWarning` on an encrypted session the
-/// caller records the key with [`crate::peers::KnownPeers::record`]: that
-/// pins a new peer, and under `may` replaces a changed key (the warning is
-/// logged once). A deferred key change stays deferred until an operator
-/// removes the old pin.
-pub fn decide(policy: Policy, known: Option<&PeerRecord>, seen: &Observation) -> Verdict {
-    let problem = match (known, seen) {
-        (Some(pin), Observation::Plain) => Some(format!(
-            "peer {} previously encrypted, now plain: possible stripping",
-            pin.host
-        )),
-        (Some(pin), Observation::Encrypted { fingerprint }) if *fingerprint != pin.fingerprint => {
-            Some(format!(
-                "key changed for peer {}: pinned {} since {}, now {}; if expected, \
-                 remove its line from the known-peers file",
-                pin.host, pin.fingerprint, pin.first_seen, fingerprint
-            ))
-        }
-        (Some(_), Observation::Encrypted { .. }) => None,
-        (None, Observation::Plain) if policy == Policy::Require => {
+/// | policy    | known | session                 | verdict                      |
+/// |-----------|-------|-------------------------|------------------------------|
+/// | `may`     | no    | plain or encrypted      | proceed                      |
+/// | `may`     | yes   | encrypted, pinned key   | proceed                      |
+/// | `may`     | yes   | encrypted, other key    | proceed, warn "key changed"  |
+/// | `may`     | yes   | plain                   | proceed, warn "stripping"    |
+/// | `tofu`    | no    | plain or encrypted      | proceed                      |
+/// | `tofu`    | yes   | encrypted, pinned key   | proceed                      |
+/// | `tofu`    | yes   | encrypted, other key    | defer                        |
+/// | `tofu`    | yes   | plain                   | defer                        |
+/// | `require` | no    | plain                   | defer                        |
+/// | `require` | no    | encrypted               | proceed                      |
+/// | `require` | yes   | encrypted, pinned key   | proceed                      |
+/// | `require` | yes   | encrypted, other key    | defer                        |
+/// | `require` | yes   | plain                   | defer                        |
+///
+/// After a message is accepted on an encrypted session the caller records
+/// it with [`crate::peers::KnownPeers::record_delivery`], which pins a new
+/// host or domain and never replaces a pinned key: under `may` a changed
+/// key is warned about at every delivery until an operator runs `--forget`.
+pub fn decide(policy: Policy, known: &Known, seen: &Observation) -> Verdict {
+    let problem = problem(known, seen).or_else(|| match seen {
+        Observation::Plain if policy == Policy::Require => {
             Some("policy requires encryption, but the peer does not offer it".to_owned())
         }
-        (None, _) => None,
-    };
+        _ => None,
+    });
     match (problem, policy) {
         (None, _) => Verdict::Proceed,
         (Some(reason), Policy::May) => Verdict::ProceedWithWarning(reason),
         (Some(reason), Policy::Tofu | Policy::Require) => Verdict::Defer(reason),
+    }
+}
+
+/// What is wrong with `seen` given the pins, whatever the policy.
+fn problem(known: &Known, seen: &Observation) -> Option<String> {
+    let domain = known.domain.first().map(|d| d.name.as_str());
+    match seen {
+        Observation::Plain => match (&known.host, domain) {
+            (Some(pin), _) => Some(format!(
+                "peer {} previously encrypted, now plain: possible stripping",
+                pin.name
+            )),
+            (None, Some(domain)) => Some(format!(
+                "domain {domain} previously encrypted, now plain at this MX: possible \
+                 stripping (or an MX without blackpony)"
+            )),
+            (None, None) => None,
+        },
+        Observation::Encrypted { fingerprint } => {
+            if let Some(pin) = known
+                .host
+                .as_ref()
+                .filter(|p| p.fingerprint != *fingerprint)
+            {
+                return Some(format!(
+                    "key changed for peer {}: pinned {} since {}, now {}; if expected, \
+                     run blackpony-mailer --forget {}",
+                    pin.name, pin.fingerprint, pin.first_seen, fingerprint, pin.name
+                ));
+            }
+            let matches_domain = known.domain.iter().any(|d| d.fingerprint == *fingerprint);
+            match domain {
+                Some(domain) if !matches_domain => Some(format!(
+                    "key {fingerprint} is not one of the {} pinned for domain {domain}; \
+                     if expected, run blackpony-mailer --forget {domain}",
+                    known.domain.len()
+                )),
+                _ => None,
+            }
+        }
     }
 }

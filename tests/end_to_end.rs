@@ -173,10 +173,23 @@ fn pipe_mode_delivers_encrypted_and_maps_replies_to_exit_codes() {
         rcpt_reply: Some("451 4.3.0 try later".into()),
         ..Script::default()
     });
+    // [127.0.0.1] is pinned now: under the default policy (tofu) a plain
+    // server there is stripping, deferred before the envelope.
+    let port = perm.addr.port().to_string();
+    let mut args = common.to_vec();
+    args[2] = &port;
+    args.extend(["[127.0.0.1]", "bob@b.test"]);
+    let (code, out) = run_pipe(&args, msg);
+    assert_eq!(code, 75, "{out}");
+    assert!(out.contains("possible stripping"), "{out}");
+    assert!(perm.commands().iter().all(|c| !c.starts_with("MAIL")));
+    // The exit codes of plain refusals, with no pin (a fresh known-peers file).
+    let fresh = dir.join("known_peers.fresh");
     for (sink, want) in [(&perm, 69), (&temp, 75)] {
         let port = sink.addr.port().to_string();
         let mut args = common.to_vec();
         args[2] = &port;
+        args[6] = fresh.to_str().unwrap();
         args.extend(["[127.0.0.1]", "bob@b.test"]);
         let (code, out) = run_pipe(&args, msg);
         assert_eq!(code, want, "{out}");

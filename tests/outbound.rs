@@ -47,13 +47,34 @@ fn known_peers(dir: &Path) -> PathBuf {
     dir.join("known_peers")
 }
 
-/// The pins in the known-peers file: host, fingerprint, suite, first, last.
+/// The host pins in the known-peers file: host, fingerprint, suite, first, last.
 fn pins(dir: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(known_peers(dir))
-        .unwrap_or_default()
+    pins_of(dir, "host")
+}
+
+/// The domain pins, one per key: domain, fingerprint, suite, first, last.
+fn domain_pins(dir: &Path) -> Vec<Vec<String>> {
+    pins_of(dir, "domain")
+}
+
+fn pins_of(dir: &Path, kind: &str) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(known_peers(dir)).unwrap_or_default();
+    let lines: Vec<Vec<String>> = text
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    // Every line the mailer writes names its kind.
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.len() == 6 && (l[0] == "host" || l[0] == "domain")),
+        "{text}"
+    );
+    lines
+        .into_iter()
+        .filter(|l| l[0] == kind)
+        .map(|l| l[1..].to_vec())
         .collect()
 }
 
@@ -370,6 +391,10 @@ fn encrypted_delivery_hides_the_message_and_pins_the_peer() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0][..3], ["[127.0.0.1]", fp.as_str(), "RSA-BLOWFISH"]);
     assert_eq!(p[0].len(), 5, "{p:?}");
+    // And the destination (a literal is its own domain), seen encrypted.
+    let d = domain_pins(&dir);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0][..3], ["[127.0.0.1]", fp.as_str(), "RSA-BLOWFISH"]);
     let log = mailer_log(&dir);
     assert!(
         log.lines().any(|l| l.contains("delivery dest=[127.0.0.1]")
@@ -390,14 +415,26 @@ fn encrypted_delivery_hides_the_message_and_pins_the_peer() {
     let (st, out, err) = run_command(&["--known-peers", kp, "--list-peers"]);
     assert!(st.success() && err.is_empty(), "{st} {err}");
     let listed: Vec<&str> = out.lines().collect();
-    assert_eq!(listed.len(), 1, "{out}");
+    assert_eq!(listed.len(), 2, "{out}");
     assert!(
-        listed[0].starts_with(&format!("[127.0.0.1] {fp} RSA-BLOWFISH ")),
+        listed[0].starts_with(&format!("[127.0.0.1] {fp} RSA-BLOWFISH "))
+            && listed[0].ends_with(" domain"),
         "{out}"
     );
+    assert!(
+        listed[1].starts_with(&format!("[127.0.0.1] {fp} RSA-BLOWFISH "))
+            && listed[1].ends_with(" host"),
+        "{out}"
+    );
+    // A name that is a host and a domain loses both.
     let (st, out, err) = run_command(&["--known-peers", kp, "--forget", "[127.0.0.1]"]);
     assert!(st.success() && err.is_empty(), "{st} {out} {err}");
+    assert_eq!(
+        out,
+        "forgot host [127.0.0.1]\nforgot domain [127.0.0.1] (1 keys)\n"
+    );
     assert!(pins(&dir).is_empty(), "{:?}", pins(&dir));
+    assert!(domain_pins(&dir).is_empty(), "{:?}", domain_pins(&dir));
     let (st, out, _) = run_command(&["--known-peers", kp, "--list-peers"]);
     assert!(st.success());
     assert_eq!(out, "");
@@ -567,6 +604,169 @@ fn encrypted_delivery_through_mx_pins_the_mx_host() {
         p[0][..3],
         ["mx.secure.test", &fingerprint(kb), "RSA-BLOWFISH"]
     );
+}
+
+/// Pins per destination: once pinned.test was seen encrypted through mx1,
+/// an attacker who blocks mx1 gets nothing at mx2, whether mx2 is plain or
+/// shows another key: tofu and require defer with nothing of sendmail's but
+/// the EHLO reaching mx2; may delivers with a warning and pins nothing.
+#[test]
+fn mx_fallback_cannot_get_around_a_domain_pin() {
+    let (_, kb) = test_keys();
+    let kc = key_c();
+    let dns = test_dns();
+    let dir = scratch("outb-mx-pinned");
+    let sink_b = Sink::start();
+    let (_b, addr_b) = inbound(sink_b.addr, kb, &dir.join("inbound-b.log"));
+    let sink_c = Sink::start();
+    let (_c, addr_c) = inbound(sink_c.addr, kc, &dir.join("inbound-c.log"));
+    let plain = Sink::start();
+    let mut ports = reserve(&[lo(9), lo(10)], &[]);
+    let mut mx1 = Gate::on(ports.take(lo(9)), addr_b);
+    let mx2 = Relay::on(ports.take(lo(10)), plain.addr);
+    let port = ports.port;
+    let with = |policy: &str| dns_args(&dir, port, &dns, &["--policy", policy]);
+    let fp_b = fingerprint(kb);
+
+    // 1. The default policy (tofu), mx1 up: encrypted, domain and host pinned.
+    let run = run_mailer(
+        &dns_args(&dir, port, &dns, &[]),
+        "pinned.test",
+        SHORT_BODY,
+        &drive(),
+    );
+    assert!(run.delivered(), "{run:#?}");
+    assert_eq!(sink_b.wait_for(1)[0].data, SHORT_BODY);
+    let d = domain_pins(&dir);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0][..3], ["pinned.test", fp_b.as_str(), "RSA-BLOWFISH"]);
+    let h = pins(&dir);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0][..2], ["mx1.pinned.test", fp_b.as_str()]);
+    assert_eq!(plain.connections(), 0);
+    let file_before = std::fs::read_to_string(known_peers(&dir)).unwrap();
+
+    // 2. mx1 is blocked: connections to it are refused.
+    mx1.close();
+    let refused = std::net::TcpStream::connect((lo(9), port)).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let mut deferred = 0;
+    for (what, backend) in [("plain", plain.addr), ("another key", addr_c)] {
+        mx2.set_backend(backend);
+        for policy in ["tofu", "require"] {
+            let run = run_mailer(&with(policy), "pinned.test", SHORT_BODY, &drive());
+            assert!(
+                first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
+                "{what} {policy}: {run:#?}"
+            );
+            assert!(
+                run.replies.iter().all(|(c, _)| !c.starts_with("MAIL")),
+                "{run:#?}"
+            );
+            run.assert_not_accepted();
+            deferred += 1;
+        }
+    }
+    let errors = log_lines(&dir, "error");
+    let at_mx2 = |needle: &str| {
+        errors
+            .iter()
+            .filter(|l| l.contains("mx2.pinned.test") && l.contains(needle))
+            .count()
+    };
+    assert_eq!(
+        at_mx2("domain pinned.test previously encrypted"),
+        2,
+        "{errors:#?}"
+    );
+    assert_eq!(
+        at_mx2("not one of the 1 pinned for domain pinned.test"),
+        2,
+        "{errors:#?}"
+    );
+    assert_eq!(deferred, 4);
+    // The plain mx2 saw two EHLOs and the mailer's QUIT, nothing else.
+    let cmds = plain.commands();
+    assert_eq!(
+        cmds.iter().filter(|c| c.starts_with("EHLO")).count(),
+        2,
+        "{cmds:?}"
+    );
+    assert!(
+        cmds.iter().all(|c| c.starts_with("EHLO") || c == "QUIT"),
+        "{cmds:?}"
+    );
+    // Behind the other key, the handshake was refused before msg3: the
+    // backend got no command of sendmail's at all.
+    assert!(
+        sink_c
+            .commands()
+            .iter()
+            .all(|c| !c.starts_with("MAIL") && !c.starts_with("RCPT")),
+        "{:?}",
+        sink_c.commands()
+    );
+    assert!(plain.messages().is_empty() && sink_c.messages().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(known_peers(&dir)).unwrap(),
+        file_before
+    );
+
+    // 3. may: delivered with a warning, and the pins unchanged (mx2's key
+    // is pinned neither to the domain nor to mx2).
+    for backend in [plain.addr, addr_c] {
+        mx2.set_backend(backend);
+        let run = run_mailer(&with("may"), "pinned.test", SHORT_BODY, &drive());
+        assert!(run.delivered(), "{run:#?}");
+    }
+    assert_eq!(plain.wait_for(1).len(), 1);
+    assert_eq!(sink_c.wait_for(1).len(), 1);
+    let warned = log_lines(&dir, "info")
+        .iter()
+        .filter(|l| l.contains("delivery dest=pinned.test") && l.contains("verdict=warn"))
+        .count();
+    assert_eq!(warned, 2, "{}", mailer_log(&dir));
+    assert_eq!(
+        std::fs::read_to_string(known_peers(&dir)).unwrap(),
+        file_before
+    );
+
+    // 4. --list-peers and --forget, per host and per domain.
+    let kp = known_peers(&dir);
+    let kp = kp.to_str().unwrap();
+    let (st, out, _) = run_command(&["--known-peers", kp, "--list-peers"]);
+    assert!(st.success());
+    let kinds: Vec<(&str, &str)> = out
+        .lines()
+        .map(|l| (l.split(' ').next().unwrap(), l.rsplit(' ').next().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("pinned.test", "domain"), ("mx1.pinned.test", "host")]
+    );
+    let (st, out, _) = run_command(&["--known-peers", kp, "--forget", "mx1.pinned.test"]);
+    assert!(
+        st.success() && out == "forgot host mx1.pinned.test\n",
+        "{out}"
+    );
+    assert!(pins(&dir).is_empty() && domain_pins(&dir).len() == 1);
+    // The domain pin alone still holds mx2 (key C) to key B.
+    let run = run_mailer(&with("tofu"), "pinned.test", SHORT_BODY, &drive());
+    assert!(
+        first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
+        "{run:#?}"
+    );
+    let (st, out, _) = run_command(&["--known-peers", kp, "--forget", "pinned.test"]);
+    assert!(
+        st.success() && out == "forgot domain pinned.test (1 keys)\n",
+        "{out}"
+    );
+    // Forgotten: mx2 is first contact, delivered and pinned, for both.
+    let run = run_mailer(&with("tofu"), "pinned.test", SHORT_BODY, &drive());
+    assert!(run.delivered(), "{run:#?}");
+    let fp_c = fingerprint(kc);
+    assert_eq!(domain_pins(&dir)[0][..2], ["pinned.test", fp_c.as_str()]);
+    assert_eq!(pins(&dir)[0][..2], ["mx2.pinned.test", fp_c.as_str()]);
 }
 
 // ---------------------------------------------------------------------------
@@ -846,10 +1046,12 @@ fn key_change_under_each_policy() {
     let port = relay.addr.port();
     let (fp_b, fp_c) = (fingerprint(kb), fingerprint(kc));
     assert_ne!(fp_b, fp_c);
+    // The default policy (tofu) pins on first contact.
     let run = run_mailer(&args(&dir, port, &[]), "[127.0.0.1]", SHORT_BODY, &drive());
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(pins(&dir)[0][1], fp_b);
     relay.set_backend(addr_c);
+    let file_before = std::fs::read_to_string(known_peers(&dir)).unwrap();
 
     for policy in ["tofu", "require"] {
         let run = run_mailer(
@@ -890,11 +1092,40 @@ fn key_change_under_each_policy() {
             .any(|l| l.contains("key changed") && l.contains(&fp_c) && l.contains(&fp_b)),
         "{warns:?}"
     );
-    let p = pins(&dir);
-    assert_eq!(p.len(), 1);
-    assert_eq!(p[0][..3], ["[127.0.0.1]", fp_c.as_str(), "RSA-BLOWFISH"]);
+    assert!(
+        log_lines(&dir, "info")
+            .iter()
+            .any(|l| l.contains("delivery dest=[127.0.0.1]") && l.contains("verdict=warn")),
+        "{}",
+        mailer_log(&dir)
+    );
+    // may never re-pins: the file is as it was (same day, same last-seen).
+    assert_eq!(
+        std::fs::read_to_string(known_peers(&dir)).unwrap(),
+        file_before
+    );
+    assert_eq!(pins(&dir)[0][1], fp_b);
 
-    // The new key is the pin now: tofu delivers.
+    // So tofu still defers the new key...
+    let run = run_mailer(
+        &args(&dir, port, &["--policy", "tofu"]),
+        "[127.0.0.1]",
+        SHORT_BODY,
+        &drive(),
+    );
+    assert!(
+        first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
+        "{run:#?}"
+    );
+    // ...until the operator forgets the old one; then it is pinned.
+    let kp = known_peers(&dir);
+    let (st, out, err) = run_command(&[
+        "--known-peers",
+        kp.to_str().unwrap(),
+        "--forget",
+        "[127.0.0.1]",
+    ]);
+    assert!(st.success(), "{st} {out} {err}");
     let run = run_mailer(
         &args(&dir, port, &["--policy", "tofu"]),
         "[127.0.0.1]",
@@ -902,6 +1133,9 @@ fn key_change_under_each_policy() {
         &drive(),
     );
     assert!(run.delivered(), "{run:#?}");
+    let p = pins(&dir);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0][..3], ["[127.0.0.1]", fp_c.as_str(), "RSA-BLOWFISH"]);
 }
 
 // ---------------------------------------------------------------------------

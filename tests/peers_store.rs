@@ -16,8 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use blackpony::peers::{
-    parse, serialize, KnownPeers, Line, PeersError, RecordOutcome, MAX_FILE_BYTES, MAX_LINE_BYTES,
-    MAX_TOKEN,
+    parse, serialize, KnownPeers, Line, PeersError, PinKind, Pinned, RecordOutcome, MAX_FILE_BYTES,
+    MAX_LINE_BYTES, MAX_TOKEN,
 };
 
 /// Role of a child process: `writer` or `looper`.
@@ -158,13 +158,13 @@ fn round_trip_forget_list() {
         nowhere.record("a", "b", "c"),
         Err(PeersError::Io(..))
     ));
-    assert!(!peers.forget("mx.example.org").unwrap());
+    assert!(!peers.forget("mx.example.org").unwrap().any());
     assert!(!dir.join("known_peers").exists(), "forget created the file");
 
     let r = peers.record("MX.Example.org.", "SHA256:one", "RSA-BLOWFISH");
     assert_eq!(r.unwrap(), RecordOutcome::New);
     let rec = peers.lookup("mx.example.ORG").unwrap().unwrap();
-    assert_eq!(rec.host, "mx.example.org");
+    assert_eq!(rec.name, "mx.example.org");
     assert_eq!(rec.fingerprint, "SHA256:one");
     assert_eq!(rec.suite, "RSA-BLOWFISH");
     assert_eq!(rec.first_seen, rec.last_seen);
@@ -174,7 +174,7 @@ fn round_trip_forget_list() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("# blackpony known peers"));
     let want = format!(
-        "mx.example.org SHA256:one RSA-BLOWFISH {} {}",
+        "host mx.example.org SHA256:one RSA-BLOWFISH {} {}",
         rec.first_seen, rec.last_seen
     );
     assert_eq!(lines[1], want);
@@ -200,13 +200,13 @@ fn round_trip_forget_list() {
 
     peers.record("[192.0.2.7]", "SHA256:three", "S").unwrap();
     peers.record("b.example", "SHA256:four", "S").unwrap();
-    let hosts: Vec<String> = peers.list().unwrap().into_iter().map(|r| r.host).collect();
+    let hosts: Vec<String> = peers.list().unwrap().into_iter().map(|r| r.name).collect();
     assert_eq!(hosts, ["mx.example.org", "[192.0.2.7]", "b.example"]);
 
-    assert!(peers.forget("[192.0.2.7]").unwrap());
-    assert!(!peers.forget("[192.0.2.7]").unwrap());
+    assert!(peers.forget("[192.0.2.7]").unwrap().any());
+    assert!(!peers.forget("[192.0.2.7]").unwrap().any());
     assert_eq!(peers.lookup("[192.0.2.7]").unwrap(), None);
-    let hosts: Vec<String> = peers.list().unwrap().into_iter().map(|r| r.host).collect();
+    let hosts: Vec<String> = peers.list().unwrap().into_iter().map(|r| r.name).collect();
     assert_eq!(hosts, ["mx.example.org", "b.example"]);
 
     // Tokens that would break the line format are refused, not written.
@@ -232,9 +232,9 @@ fn comments_are_kept() {
     fs::write(&path, original).unwrap();
     let peers = KnownPeers::new(&path);
     peers.record("new.example", "fp2", "S").unwrap();
-    assert!(peers.forget("old.example").unwrap());
+    assert!(peers.forget("old.example").unwrap().any());
     let text = fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("# pinned by hand, ask bob\n\nnew.example fp2 S "));
+    assert!(text.starts_with("# pinned by hand, ask bob\n\nhost new.example fp2 S "));
     assert_eq!(text.lines().count(), 3);
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -392,7 +392,7 @@ fn concurrent_threads_and_processes() {
 
     let peers = KnownPeers::new(&path);
     let records = peers.list().unwrap();
-    let hosts: HashSet<String> = records.iter().map(|r| r.host.clone()).collect();
+    let hosts: HashSet<String> = records.iter().map(|r| r.name.clone()).collect();
     assert_eq!(hosts.len(), records.len(), "duplicate host");
     let mut want: HashSet<String> = HashSet::from(["shared.example".to_owned()]);
     for prefix in (0..THREADS)
@@ -405,8 +405,8 @@ fn concurrent_threads_and_processes() {
     }
     assert_eq!(hosts, want);
     for r in &records {
-        if r.host != "shared.example" {
-            let expected = format!("SHA256:{}", r.host.trim_end_matches(".example"));
+        if r.name != "shared.example" {
+            let expected = format!("SHA256:{}", r.name.trim_end_matches(".example"));
             assert_eq!(r.fingerprint, expected);
         }
     }
@@ -424,9 +424,9 @@ fn check_complete_version(path: &Path) -> Option<u64> {
     assert!(text.ends_with('\n'), "{text:?}");
     let records = KnownPeers::new(path).list().unwrap();
     let mut numbers: Vec<u64> = Vec::new();
-    for r in records.iter().filter(|r| r.host.starts_with("crash-")) {
+    for r in records.iter().filter(|r| r.name.starts_with("crash-")) {
         let n: u64 = r.fingerprint.strip_prefix("fp-").unwrap().parse().unwrap();
-        assert_eq!(r.host, format!("crash-{}", n % LOOP_HOSTS), "{text}");
+        assert_eq!(r.name, format!("crash-{}", n % LOOP_HOSTS), "{text}");
         numbers.push(n);
     }
     numbers.sort_unstable();
@@ -492,7 +492,7 @@ fn parse_rules() {
     let ok = b"# c\n\nMX.Example.org. fp S 2026-01-02 2026-01-03\r\n";
     let lines = parse(ok, p).unwrap();
     assert_eq!(lines.len(), 3);
-    assert!(matches!(&lines[2], Line::Peer(r) if r.host == "mx.example.org"));
+    assert!(matches!(&lines[2], Line::Peer(r) if r.name == "mx.example.org"));
     assert_eq!(parse(b"", p).unwrap(), Vec::new());
     assert_eq!(parse(b"\n", p).unwrap().len(), 1);
     let bad: &[&[u8]] = &[
@@ -517,7 +517,7 @@ fn parse_rules() {
 #[test]
 fn hosts_are_normalized_and_checked() {
     let host_of = |line: &str| match &parse(line.as_bytes(), Path::new("f")).unwrap()[0] {
-        Line::Peer(r) => r.host.clone(),
+        Line::Peer(r) => r.name.clone(),
         other => panic!("{other:?}"),
     };
     assert_eq!(host_of("A.B. fp s 2026-01-02 2026-01-02"), "a.b");
@@ -568,4 +568,180 @@ fn serialize_round_trips() {
         }
     }
     assert_eq!(parsed, 7, "all but the two non-UTF-8 samples parse");
+}
+
+/// A file of the first format (host pins, five fields) keeps its pins as
+/// host pins; the first update rewrites all of it in the current format,
+/// comments kept, the old column header replaced.
+#[test]
+fn old_format_is_read_and_migrated() {
+    let dir = scratch("migrate");
+    let path = dir.join("known_peers");
+    let original = "# blackpony known peers: host fingerprint suite first-seen last-seen\n\
+                    # ask bob\n\
+                    mx1.example.org SHA256:one RSA-BLOWFISH 2025-01-01 2025-02-03\n\
+                    [192.0.2.7] SHA256:two NOISE 2025-01-02 2025-01-02\n";
+    fs::write(&path, original).unwrap();
+    let peers = KnownPeers::new(&path);
+    let known = peers.known("example.org", "MX1.example.org.").unwrap();
+    let host = known.host.expect("the old line is a host pin");
+    assert_eq!(
+        (
+            host.kind,
+            host.fingerprint.as_str(),
+            host.first_seen.as_str()
+        ),
+        (PinKind::Host, "SHA256:one", "2025-01-01")
+    );
+    assert!(known.domain.is_empty(), "no domain was seen encrypted yet");
+    // Reading does not rewrite.
+    assert_eq!(fs::read_to_string(&path).unwrap(), original);
+
+    let r = peers.record_delivery(
+        "Example.ORG",
+        "mx1.example.org",
+        "SHA256:one",
+        "RSA-BLOWFISH",
+    );
+    assert_eq!(r.unwrap(), (Pinned::New, Pinned::Unchanged));
+    let text = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(
+        lines[0],
+        "# blackpony known peers: host|domain name fingerprint suite first-seen last-seen"
+    );
+    assert_eq!(lines[1], "# ask bob");
+    assert!(lines[2].starts_with("host mx1.example.org SHA256:one RSA-BLOWFISH 2025-01-01 "));
+    assert_eq!(
+        lines[3],
+        "host [192.0.2.7] SHA256:two NOISE 2025-01-02 2025-01-02"
+    );
+    assert!(lines[4].starts_with("domain example.org SHA256:one RSA-BLOWFISH "));
+    // Written through the temp file and rename, nothing left behind.
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp.")), "{names:?}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What a delivery records: the domain and the host on first contact, a
+/// refresh of the same key, and never a replacement of a pinned key (the
+/// `may` policy delivers to a changed key, and must not re-pin it).
+#[test]
+fn deliveries_pin_domain_and_host_and_never_replace() {
+    let dir = scratch("delivery");
+    let peers = KnownPeers::new(dir.join("known_peers"));
+    let rd = |d: &str, h: &str, fp: &str| peers.record_delivery(d, h, fp, "S").unwrap();
+    assert_eq!(
+        rd("example.org", "mx1.example.org", "K1"),
+        (Pinned::New, Pinned::New)
+    );
+    assert_eq!(
+        rd("example.org", "mx1.example.org", "K1"),
+        (Pinned::Unchanged, Pinned::Unchanged)
+    );
+    // Another MX with a key not of the domain: pinned neither to the domain
+    // nor to that MX (its real key would look changed later).
+    let before = fs::read(dir.join("known_peers")).unwrap();
+    assert_eq!(
+        rd("example.org", "mx2.example.org", "K2"),
+        (Pinned::Kept, Pinned::Untrusted)
+    );
+    assert_eq!(
+        rd("example.org", "mx1.example.org", "K2"),
+        (Pinned::Kept, Pinned::Kept)
+    );
+    // A host pinned to K1 serving a new domain with K2: the domain is not pinned.
+    assert_eq!(
+        rd("new.org", "mx1.example.org", "K2"),
+        (Pinned::Untrusted, Pinned::Kept)
+    );
+    assert_eq!(
+        fs::read(dir.join("known_peers")).unwrap(),
+        before,
+        "nothing written"
+    );
+    assert_eq!(
+        peers.known("example.org", "mx2.example.org").unwrap().host,
+        None
+    );
+    // The domain's key at its other MX (same key on both): that MX is pinned.
+    assert_eq!(
+        rd("example.org", "mx2.example.org", "K1"),
+        (Pinned::Unchanged, Pinned::New)
+    );
+    let known = peers.known("example.org", "mx1.example.org").unwrap();
+    assert_eq!(known.host.unwrap().fingerprint, "K1");
+    let keys: Vec<&str> = known
+        .domain
+        .iter()
+        .map(|d| d.fingerprint.as_str())
+        .collect();
+    assert_eq!(keys, ["K1"]);
+    // A second domain on the same MX host gets its own domain pin.
+    assert_eq!(
+        rd("other.org", "mx1.example.org", "K1"),
+        (Pinned::New, Pinned::Unchanged)
+    );
+    // A literal is its own domain and host.
+    assert_eq!(
+        rd("[192.0.2.7]", "[192.0.2.7]", "K3"),
+        (Pinned::New, Pinned::New)
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `forget` per domain (all its keys) and per host; a name that is both.
+#[test]
+fn forget_per_domain_and_per_host() {
+    let dir = scratch("forget");
+    let path = dir.join("known_peers");
+    fs::write(
+        &path,
+        "domain example.org K1 S 2025-01-01 2025-01-01\n\
+         domain example.org K2 S 2025-01-01 2025-01-01\n\
+         host mx1.example.org K1 S 2025-01-01 2025-01-01\n\
+         host example.org K2 S 2025-01-01 2025-01-01\n\
+         domain b.test K3 S 2025-01-01 2025-01-01\n",
+    )
+    .unwrap();
+    let peers = KnownPeers::new(&path);
+    let gone = peers.forget("mx1.example.org").unwrap();
+    assert_eq!((gone.host, gone.domain_keys), (true, 0));
+    let gone = peers.forget("EXAMPLE.org.").unwrap();
+    assert_eq!((gone.host, gone.domain_keys), (true, 2));
+    assert!(!peers.forget("example.org").unwrap().any());
+    let left: Vec<(PinKind, String)> = peers
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.kind, r.name))
+        .collect();
+    assert_eq!(left, [(PinKind::Domain, "b.test".to_owned())]);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Domain lines: one per key; the same key twice, or a host twice, is an
+/// error naming the line; an unknown kind is an error.
+#[test]
+fn domain_lines_parse() {
+    let p = Path::new("f");
+    let ok = b"domain a.org K1 S 2026-01-02 2026-01-03\ndomain A.org. K2 S 2026-01-02 2026-01-03\n\
+               host a.org K1 S 2026-01-02 2026-01-03\n";
+    let lines = parse(ok, p).unwrap();
+    assert!(matches!(&lines[1], Line::Peer(r) if r.kind == PinKind::Domain && r.name == "a.org"));
+    assert!(matches!(&lines[2], Line::Peer(r) if r.kind == PinKind::Host));
+    let bad: &[&[u8]] = &[
+        b"domain a.org K1 S 2026-01-02 2026-01-03\ndomain a.org K1 T 2026-01-02 2026-01-03",
+        b"host a K1 S 2026-01-02 2026-01-03\na K2 S 2026-01-02 2026-01-03",
+        b"mx a.org K1 S 2026-01-02 2026-01-03",
+        b"domain a.org K1 S 2026-01-02",
+    ];
+    for data in bad {
+        let err = parse(data, p).unwrap_err();
+        assert!(matches!(err, PeersError::Corrupt { .. }), "{err}");
+    }
 }

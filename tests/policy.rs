@@ -1,7 +1,7 @@
 //! The destination policy map and the deliver-or-defer decision, through
 //! the public API: `PolicyMap::parse`/`load`/`lookup` and `policy::decide`.
 
-use blackpony::peers::PeerRecord;
+use blackpony::peers::{Known, PeerRecord, PinKind};
 use blackpony::policy::{decide, Observation, Policy, PolicyError, PolicyMap, Verdict};
 
 const MAP: &str = "\
@@ -107,9 +107,10 @@ fn load_names_the_file() {
     assert!(matches!(PolicyMap::load(&path), Err(PolicyError::Io(..))));
 }
 
-fn pin(fp: &str) -> PeerRecord {
+fn pin(kind: PinKind, name: &str, fp: &str) -> PeerRecord {
     PeerRecord {
-        host: "mx.example.org".into(),
+        kind,
+        name: name.into(),
         fingerprint: fp.into(),
         suite: "S".into(),
         first_seen: "2026-01-01".into(),
@@ -117,7 +118,20 @@ fn pin(fp: &str) -> PeerRecord {
     }
 }
 
-/// The whole table of `decide`, case by case.
+/// What the store could hold for one delivery: nothing, the MX host pinned
+/// to A, the domain seen with keys A and C, or both.
+fn known(host: Option<&str>, domain: &[&str]) -> Known {
+    Known {
+        host: host.map(|fp| pin(PinKind::Host, "mx.example.org", fp)),
+        domain: domain
+            .iter()
+            .map(|fp| pin(PinKind::Domain, "example.org", fp))
+            .collect(),
+    }
+}
+
+/// The whole table of `decide`, case by case: the host's pin and the
+/// domain's keys each hold on their own, and together.
 #[test]
 fn decision_table() {
     use Policy::*;
@@ -130,29 +144,40 @@ fn decision_table() {
     let enc = |fp: &str| Observation::Encrypted {
         fingerprint: fp.into(),
     };
-    let a = pin("A");
+    let none = known(None, &[]);
+    let host = known(Some("A"), &[]);
+    let dom = known(None, &["A", "C"]);
+    let both = known(Some("A"), &["A", "C"]);
     let plain = Observation::Plain;
-    let table: [(Policy, Option<&PeerRecord>, Observation, V); 18] = [
-        (May, None, plain.clone(), V::Ok),
-        (May, None, enc("A"), V::Ok),
-        (May, Some(&a), enc("A"), V::Ok),
-        (May, Some(&a), enc("B"), V::Warn),
-        (May, Some(&a), plain.clone(), V::Warn),
-        (Tofu, None, plain.clone(), V::Ok),
-        (Tofu, None, enc("A"), V::Ok),
-        (Tofu, Some(&a), enc("A"), V::Ok),
-        (Tofu, Some(&a), enc("B"), V::Defer),
-        (Tofu, Some(&a), plain.clone(), V::Defer),
-        (Require, None, plain.clone(), V::Defer),
-        (Require, None, enc("A"), V::Ok),
-        (Require, Some(&a), enc("A"), V::Ok),
-        (Require, Some(&a), enc("B"), V::Defer),
-        (Require, Some(&a), plain.clone(), V::Defer),
+    let mut table: Vec<(Policy, &Known, Observation, V)> = vec![
+        (May, &none, plain.clone(), V::Ok),
+        (May, &none, enc("A"), V::Ok),
+        (Tofu, &none, plain.clone(), V::Ok),
+        (Tofu, &none, enc("A"), V::Ok),
+        (Require, &none, plain.clone(), V::Defer),
+        (Require, &none, enc("A"), V::Ok),
         // Fingerprints compare exactly: no case folding of opaque tokens.
-        (Tofu, Some(&a), enc("a"), V::Defer),
-        (May, Some(&a), enc(""), V::Warn),
-        (Require, Some(&a), enc("A "), V::Defer),
+        (Tofu, &host, enc("a"), V::Defer),
+        (May, &host, enc(""), V::Warn),
+        (Require, &host, enc("A "), V::Defer),
+        // A domain's other key is fine at an MX not pinned itself (another
+        // MX of the domain)...
+        (Tofu, &dom, enc("C"), V::Ok),
+        (Require, &dom, enc("C"), V::Ok),
+        // ...but not at an MX pinned to A: the host pin holds on its own.
+        (Tofu, &both, enc("C"), V::Defer),
+        (May, &both, enc("C"), V::Warn),
     ];
+    // For every kind of "known": the pinned key passes, another key and a
+    // plain session are refused by tofu and require, warned about by may.
+    for k in [&host, &dom, &both] {
+        for (policy, bad) in [(May, V::Warn), (Tofu, V::Defer), (Require, V::Defer)] {
+            table.push((policy, k, enc("A"), V::Ok));
+            table.push((policy, k, enc("B"), bad));
+            table.push((policy, k, plain.clone(), bad));
+        }
+    }
+    assert_eq!(table.len(), 13 + 27);
     for (policy, known, seen, want) in table {
         let got = match decide(policy, known, &seen) {
             Verdict::Proceed => V::Ok,
@@ -167,17 +192,25 @@ fn decision_table() {
         };
         assert_eq!(got, want, "{policy} {known:?} {seen:?}");
     }
-    let Verdict::Defer(r) = decide(Tofu, Some(&a), &enc("B")) else {
+    let Verdict::Defer(r) = decide(Tofu, &host, &enc("B")) else {
         unreachable!()
     };
     assert!(
-        r.contains("key changed") && r.contains("mx.example.org"),
+        r.contains("key changed") && r.contains("--forget mx.example.org"),
         "{r}"
     );
-    let Verdict::ProceedWithWarning(r) = decide(May, Some(&a), &plain) else {
+    let Verdict::Defer(r) = decide(Tofu, &dom, &enc("B")) else {
+        unreachable!()
+    };
+    assert!(r.contains("--forget example.org"), "{r}");
+    let Verdict::ProceedWithWarning(r) = decide(May, &host, &plain) else {
         unreachable!()
     };
     assert!(r.contains("possible stripping"), "{r}");
+    let Verdict::Defer(r) = decide(Tofu, &dom, &plain) else {
+        unreachable!()
+    };
+    assert!(r.contains("domain example.org previously encrypted"), "{r}");
 }
 
 /// Every entry of a map that parses finds itself: an exact match beats

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 /// mistake or an attack, and reading it would cost memory in every mailer.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Longest line we accept, newline excluded. Five tokens of at most
-/// [`MAX_TOKEN`] bytes plus separators fit.
+/// Longest line we accept, newline excluded. The kind, three tokens of at
+/// most [`MAX_TOKEN`] bytes, two dates and separators fit.
 pub const MAX_LINE_BYTES: usize = 1024;
 
 /// Longest host, fingerprint or suite token. A DNS name is at most 253
@@ -21,12 +21,40 @@ pub const MAX_TOKEN: usize = 255;
 
 /// First line of a file we create, naming the columns for a human reader.
 pub(super) const HEADER: &str =
+    "# blackpony known peers: host|domain name fingerprint suite first-seen last-seen";
+
+/// The header of the first format (host pins only, no kind column): replaced
+/// by [`HEADER`] when such a file is rewritten, since its columns changed.
+pub(super) const OLD_HEADER: &str =
     "# blackpony known peers: host fingerprint suite first-seen last-seen";
 
-/// One pinned peer.
+/// What a pin is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PinKind {
+    /// An MX host (or the literal `[address]` connected to): one key, the
+    /// one it showed when first seen encrypted.
+    Host,
+    /// A destination domain as sendmail names it: one line per key seen for
+    /// it. Any line means "this domain was seen encrypted", and every MX of
+    /// it must then show one of its keys.
+    Domain,
+}
+
+impl PinKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinKind::Host => "host",
+            PinKind::Domain => "domain",
+        }
+    }
+}
+
+/// One pin: a key seen for a host or a domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRecord {
-    pub host: String,
+    pub kind: PinKind,
+    /// The host or domain, normalized (lower case, no trailing dot).
+    pub name: String,
     pub fingerprint: String,
     pub suite: String,
     /// UTC day (`YYYY-MM-DD`) the current fingerprint was first seen.
@@ -123,9 +151,11 @@ pub(super) fn read_lines(path: &Path) -> Result<Vec<Line>, PeersError> {
 }
 
 /// Parses the content of a known-peers file; `path` only names it in
-/// errors. Every pin line must be valid, and a host may appear only once
-/// (two pins for one host would make the choice arbitrary). What
-/// [`serialize`] writes parses back to the same pins.
+/// errors. Every pin line must be valid; a host may appear only once (two
+/// pins for one host would make the choice arbitrary), a domain once per
+/// key. Lines of the first format (five fields, no kind) are host pins.
+/// What [`serialize`] writes (always the current format) parses back to the
+/// same pins.
 pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
     let corrupt = |line: usize, reason: String| PeersError::Corrupt {
         path: path.to_path_buf(),
@@ -138,7 +168,8 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
     // A final newline ends the last line rather than starting an empty one.
     let data = data.strip_suffix(b"\n").unwrap_or(data);
     let mut lines = Vec::new();
-    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<(PinKind, String, String), usize> =
+        std::collections::HashMap::new();
     for (index, raw) in data.split(|&b| b == b'\n').enumerate() {
         let number = index + 1;
         // Tolerate a file saved by a CRLF editor.
@@ -156,10 +187,20 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
             continue;
         }
         let record = parse_record(trimmed).map_err(|reason| corrupt(number, reason))?;
-        if let Some(first) = seen.insert(record.host.clone(), number) {
+        // A host has one pin; a domain one line per key.
+        let key_part = match record.kind {
+            PinKind::Host => String::new(),
+            PinKind::Domain => record.fingerprint.clone(),
+        };
+        let id = (record.kind, record.name.clone(), key_part);
+        if let Some(first) = seen.insert(id, number) {
             return Err(corrupt(
                 number,
-                format!("{} is already pinned on line {first}", record.host),
+                format!(
+                    "{} {} is already pinned on line {first}",
+                    record.kind.as_str(),
+                    record.name
+                ),
             ));
         }
         lines.push(Line::Peer(record));
@@ -167,16 +208,27 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
     Ok(lines)
 }
 
-/// Parses `host fingerprint suite first-seen last-seen`.
+/// Parses `host|domain name fingerprint suite first-seen last-seen`, or a
+/// host pin of the first format, `host fingerprint suite first-seen
+/// last-seen` (read forever, so an old file keeps its pins; written never).
 fn parse_record(text: &str) -> Result<PeerRecord, String> {
     let fields: Vec<&str> = text.split_ascii_whitespace().collect();
-    let [host, fingerprint, suite, first_seen, last_seen] = fields[..] else {
-        return Err(format!(
-            "expected 5 fields (host fingerprint suite first-seen last-seen), found {}",
-            fields.len()
-        ));
+    let (kind, name, rest) = match fields[..] {
+        [name, ref rest @ ..] if rest.len() == 4 => (PinKind::Host, name, rest),
+        ["host", name, ref rest @ ..] if rest.len() == 4 => (PinKind::Host, name, rest),
+        ["domain", name, ref rest @ ..] if rest.len() == 4 => (PinKind::Domain, name, rest),
+        _ => {
+            return Err(format!(
+                "expected host|domain name fingerprint suite first-seen last-seen, \
+                 found {} fields",
+                fields.len()
+            ))
+        }
     };
-    let host = normalize_host(host).map_err(|e| e.to_string())?;
+    let [fingerprint, suite, first_seen, last_seen] = rest[..] else {
+        unreachable!("four fields matched above");
+    };
+    let name = normalize_host(name).map_err(|e| e.to_string())?;
     check_token("fingerprint", fingerprint).map_err(|e| e.to_string())?;
     check_token("suite", suite).map_err(|e| e.to_string())?;
     for (what, date) in [("first-seen", first_seen), ("last-seen", last_seen)] {
@@ -185,7 +237,8 @@ fn parse_record(text: &str) -> Result<PeerRecord, String> {
         }
     }
     Ok(PeerRecord {
-        host,
+        kind,
+        name,
         fingerprint: fingerprint.to_owned(),
         suite: suite.to_owned(),
         first_seen: first_seen.to_owned(),
@@ -193,21 +246,24 @@ fn parse_record(text: &str) -> Result<PeerRecord, String> {
     })
 }
 
-/// The file content for `lines`, one per line, each ending in `\n`.
+/// The file content for `lines`, one per line, each ending in `\n`, in the
+/// current format (this is how a file of the first format is migrated).
 pub fn serialize(lines: &[Line]) -> Vec<u8> {
     let mut out = String::new();
     for line in lines {
         match line {
+            Line::Other(text) if text == OLD_HEADER => out.push_str(HEADER),
             Line::Other(text) => out.push_str(text),
             Line::Peer(r) => {
                 let fields = [
-                    &r.host,
-                    &r.fingerprint,
-                    &r.suite,
-                    &r.first_seen,
-                    &r.last_seen,
+                    r.kind.as_str(),
+                    r.name.as_str(),
+                    r.fingerprint.as_str(),
+                    r.suite.as_str(),
+                    r.first_seen.as_str(),
+                    r.last_seen.as_str(),
                 ];
-                out.push_str(&fields.map(String::as_str).join(" "));
+                out.push_str(&fields.join(" "));
             }
         }
         out.push('\n');

@@ -1,19 +1,29 @@
 //! The known-peers store of the outbound mailer: trust on first use, like
-//! ssh's `known_hosts`.
+//! ssh's `known_hosts`, kept per MX host and per destination domain.
 //!
-//! One human-readable line per remote host:
+//! One human-readable line per pin:
 //!
 //! ```text
-//! # blackpony known peers: host fingerprint suite first-seen last-seen
-//! mx.example.org SHA256:3q2+7w... RSA-BLOWFISH 2026-11-28 2026-11-28
+//! # blackpony known peers: host|domain name fingerprint suite first-seen last-seen
+//! host mx1.example.org SHA256:3q2+7w... RSA-BLOWFISH 2026-11-28 2026-11-28
+//! domain example.org SHA256:3q2+7w... RSA-BLOWFISH 2026-11-28 2026-11-28
 //! ```
 //!
-//! * `host` is lowercased, without a trailing dot (`[1.2.3.4]` stays as is).
+//! * A `host` line pins the one key an MX host (or `[address]`) showed when
+//!   first seen encrypted. A `domain` line records a key seen for a
+//!   destination domain (sendmail's `$h`): a domain has one line per key,
+//!   and any line means the domain was seen encrypted, so every MX of it
+//!   must show one of those keys. That is what stops an attacker who blocks
+//!   the pinned MX: the next MX is held to the domain's keys.
+//! * `name` is lowercased, without a trailing dot (`[1.2.3.4]` stays as is).
 //! * `fingerprint` and `suite` are opaque tokens: printable ASCII, no spaces.
-//! * `first-seen` is the UTC day this fingerprint was first seen (it restarts
-//!   when the key changes), `last-seen` the last day it was used.
+//! * `first-seen` is the UTC day this fingerprint was first seen,
+//!   `last-seen` the last day it was used.
 //! * `#` lines and blank lines are comments; they are kept when the file is
 //!   rewritten, so an administrator can annotate pins.
+//! * A file of the first format (`host fingerprint suite first-seen
+//!   last-seen`, host pins only) is read as is; the first update rewrites it
+//!   in the current format, atomically like any update.
 //!
 //! Many mailer processes run at once and any of them can die at any moment,
 //! so every update follows one protocol:
@@ -48,7 +58,8 @@ mod format;
 
 use format::{check_token, normalize_host, read_lines, today, HEADER};
 pub use format::{
-    parse, serialize, Line, PeerRecord, PeersError, MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_TOKEN,
+    parse, serialize, Line, PeerRecord, PeersError, PinKind, MAX_FILE_BYTES, MAX_LINE_BYTES,
+    MAX_TOKEN,
 };
 
 /// Mode of every file we create: pins are not secret, but who we talk to is.
@@ -63,6 +74,48 @@ pub enum RecordOutcome {
     Unchanged,
     /// The pinned fingerprint was `old`; it has been replaced.
     KeyChanged { old: String },
+}
+
+/// What the store says of one delivery's destination and MX host: the input
+/// of [`crate::policy::decide`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    /// The MX host's pin.
+    pub host: Option<PeerRecord>,
+    /// Every key seen for the destination domain; empty if it was never
+    /// seen encrypted.
+    pub domain: Vec<PeerRecord>,
+}
+
+/// What [`KnownPeers::record_delivery`] did with one pin. It never replaces
+/// a key: a changed key that was delivered to anyway (policy `may`) leaves
+/// the pin as it was until an operator runs `--forget`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinned {
+    /// Not known before; now pinned to this key.
+    New,
+    /// Already pinned to this key; `last_seen` refreshed.
+    Unchanged,
+    /// Pinned to other keys, which stay; this key was not recorded.
+    Kept,
+    /// Not pinned before, and still not: the key contradicts the other pin
+    /// (a domain's MX showing a key not of the domain, or the reverse).
+    Untrusted,
+}
+
+/// What [`KnownPeers::forget`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Whether there was a host pin of that name.
+    pub host: bool,
+    /// How many keys of a domain of that name.
+    pub domain_keys: usize,
+}
+
+impl Forgotten {
+    pub fn any(&self) -> bool {
+        self.host || self.domain_keys > 0
+    }
 }
 
 /// The known-peers file at one path. Holds no state: every call reads the
@@ -82,14 +135,33 @@ impl KnownPeers {
         &self.path
     }
 
-    /// The pin for `host` (any case, trailing dot ignored). A missing file
-    /// is an empty store.
+    /// The pin of host `host` (any case, trailing dot ignored). A missing
+    /// file is an empty store.
     pub fn lookup(&self, host: &str) -> Result<Option<PeerRecord>, PeersError> {
         let host = normalize_host(host)?;
-        Ok(self.list()?.into_iter().find(|r| r.host == host))
+        Ok(self
+            .list()?
+            .into_iter()
+            .find(|r| r.kind == PinKind::Host && r.name == host))
     }
 
-    /// Every pin, in file order. A missing file is an empty store.
+    /// The pins of destination `domain` and of MX host `host`, from one read.
+    pub fn known(&self, domain: &str, host: &str) -> Result<Known, PeersError> {
+        let domain = normalize_host(domain)?;
+        let host = normalize_host(host)?;
+        let mut known = Known::default();
+        for r in self.list()? {
+            match r.kind {
+                PinKind::Host if r.name == host => known.host = Some(r),
+                PinKind::Domain if r.name == domain => known.domain.push(r),
+                _ => {}
+            }
+        }
+        Ok(known)
+    }
+
+    /// Every pin (hosts and domains), in file order. A missing file is an
+    /// empty store.
     pub fn list(&self) -> Result<Vec<PeerRecord>, PeersError> {
         let Some(_lock) = self.lock(false)? else {
             // No directory to hold the lock file: there is no store either.
@@ -105,10 +177,11 @@ impl KnownPeers {
             .collect())
     }
 
-    /// Pins `host` to `fingerprint`, or refreshes its `last_seen`. A
+    /// Pins host `host` to `fingerprint`, or refreshes its `last_seen`. A
     /// different fingerprint replaces the old one (and restarts
-    /// `first_seen`): whether that is acceptable is the caller's policy
-    /// decision, taken before calling this.
+    /// `first_seen`). The mailer does not use this after a delivery (see
+    /// [`KnownPeers::record_delivery`], which never replaces a key); it is
+    /// the primitive for a deliberate re-pin.
     pub fn record(
         &self,
         host: &str,
@@ -121,13 +194,14 @@ impl KnownPeers {
         let today = today();
         self.update(|lines| {
             let existing = lines.iter_mut().find_map(|l| match l {
-                Line::Peer(r) if r.host == host => Some(r),
+                Line::Peer(r) if r.kind == PinKind::Host && r.name == host => Some(r),
                 _ => None,
             });
             match existing {
                 None => {
                     lines.push(Line::Peer(PeerRecord {
-                        host: host.clone(),
+                        kind: PinKind::Host,
+                        name: host.clone(),
                         fingerprint: fingerprint.to_owned(),
                         suite: suite.to_owned(),
                         first_seen: today.clone(),
@@ -154,14 +228,106 @@ impl KnownPeers {
         })
     }
 
-    /// Removes the pin for `host`. Returns whether there was one.
-    pub fn forget(&self, host: &str) -> Result<bool, PeersError> {
+    /// After a message was accepted over a session encrypted with
+    /// `fingerprint`: pins the host and the domain on first contact, and
+    /// refreshes `last_seen` of the pins that hold this key, in one atomic
+    /// update. A key other than the pinned one is never recorded (the
+    /// policy let it through with a warning, under `may`): the old pins stay
+    /// until `--forget`, so a one-time attacker cannot replace them.
+    pub fn record_delivery(
+        &self,
+        domain: &str,
+        host: &str,
+        fingerprint: &str,
+        suite: &str,
+    ) -> Result<(Pinned, Pinned), PeersError> {
+        let domain = normalize_host(domain)?;
         let host = normalize_host(host)?;
+        check_token("fingerprint", fingerprint)?;
+        check_token("suite", suite)?;
+        let today = today();
         self.update(|lines| {
-            let before = lines.len();
-            lines.retain(|l| !matches!(l, Line::Peer(r) if r.host == host));
-            let removed = lines.len() != before;
-            (removed, removed)
+            // Which lines hold this key for (kind, name), and whether the
+            // name has other keys.
+            let state = |lines: &[Line], kind: PinKind, name: &str| {
+                let mut same = None;
+                let mut others = false;
+                for (i, l) in lines.iter().enumerate() {
+                    match l {
+                        Line::Peer(r) if r.kind == kind && r.name == name => {
+                            if r.fingerprint == fingerprint {
+                                same = Some(i);
+                            } else {
+                                others = true;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                (same, others)
+            };
+            let both = [
+                (PinKind::Domain, domain.as_str()),
+                (PinKind::Host, host.as_str()),
+            ]
+            .map(|(kind, name)| (kind, name, state(lines, kind, name)));
+            // A key that contradicts either pin is recorded nowhere: pinning
+            // an attacker's key to the other name would turn the real key
+            // into a "change" there.
+            let conflict = both
+                .iter()
+                .any(|(_, _, (same, others))| same.is_none() && *others);
+            let mut dirty = false;
+            let outcome = both.map(|(kind, name, (same, others))| match same {
+                Some(i) => {
+                    if let Line::Peer(r) = &mut lines[i] {
+                        dirty |= r.suite != suite || r.last_seen != today;
+                        r.suite = suite.to_owned();
+                        r.last_seen = today.clone();
+                    }
+                    Pinned::Unchanged
+                }
+                None if others => Pinned::Kept,
+                None if conflict => Pinned::Untrusted,
+                None => {
+                    lines.push(Line::Peer(PeerRecord {
+                        kind,
+                        name: name.to_owned(),
+                        fingerprint: fingerprint.to_owned(),
+                        suite: suite.to_owned(),
+                        first_seen: today.clone(),
+                        last_seen: today.clone(),
+                    }));
+                    dirty = true;
+                    Pinned::New
+                }
+            });
+            let [domain_outcome, host_outcome] = outcome;
+            ((domain_outcome, host_outcome), dirty)
+        })
+    }
+
+    /// Removes every pin named `name`: the host pin of that name and all
+    /// keys of the domain of that name (`example.org` is a domain,
+    /// `mx1.example.org` a host; a name that is both loses both).
+    pub fn forget(&self, name: &str) -> Result<Forgotten, PeersError> {
+        let name = normalize_host(name)?;
+        self.update(|lines| {
+            let mut gone = Forgotten {
+                host: false,
+                domain_keys: 0,
+            };
+            lines.retain(|l| match l {
+                Line::Peer(r) if r.name == name => {
+                    match r.kind {
+                        PinKind::Host => gone.host = true,
+                        PinKind::Domain => gone.domain_keys += 1,
+                    }
+                    false
+                }
+                _ => true,
+            });
+            (gone, gone.any())
         })
     }
 

@@ -2,8 +2,12 @@
 //! and port reservation across 127.0.0.x (the SMTP server, the
 //! mailer driver and the relay are the shared ones in tests/support).
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use crate::support::{Daemon, Dnsmasq};
 
@@ -65,6 +69,70 @@ impl Ports {
             .unwrap();
         self.listeners.remove(i)
     }
+}
+
+// ---------------------------------------------------------------------------
+// An MX that can be taken down
+// ---------------------------------------------------------------------------
+
+/// Forwards every connection on `listener` to a backend, until [`Gate::close`]
+/// drops the listener: from then on a connection to its address is refused
+/// by the kernel (the attacker who blocks the pinned MX).
+pub struct Gate {
+    open: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Gate {
+    pub fn on(listener: TcpListener, backend: SocketAddr) -> Gate {
+        listener.set_nonblocking(true).unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&open);
+        let thread = thread::spawn(move || {
+            while flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        thread::spawn(move || forward(client, backend));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            // `listener` drops here: the port stops listening.
+        });
+        Gate {
+            open,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop listening; returns once connections are refused.
+    pub fn close(&mut self) {
+        self.open.store(false, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn forward(client: TcpStream, backend: SocketAddr) {
+    let Ok(server) = TcpStream::connect(backend) else {
+        return;
+    };
+    let pump = |mut from: TcpStream, mut to: TcpStream| {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Write);
+    };
+    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let up = thread::spawn(move || pump(c2, s2));
+    pump(server, client);
+    let _ = up.join();
 }
 
 // ---------------------------------------------------------------------------
@@ -139,6 +207,12 @@ const RECORDS: &[&str] = &[
     // An MX that runs blackpony.
     "--mx-host=secure.test,mx.secure.test,10",
     "--host-record=mx.secure.test,127.0.0.8",
+    // Two MX for one domain, for pins per destination: mx1 gets the mail
+    // (and the pin) while it is up; then it is blocked and mx2 is tried.
+    "--mx-host=pinned.test,mx1.pinned.test,10",
+    "--mx-host=pinned.test,mx2.pinned.test,20",
+    "--host-record=mx1.pinned.test,127.0.0.9",
+    "--host-record=mx2.pinned.test,127.0.0.10",
 ];
 
 /// dnsmasq serving [`RECORDS`].

@@ -33,7 +33,7 @@ fn options() -> getopts::Options {
         &format!("file of remembered peer keys (default {DEFAULT_KNOWN_PEERS})"),
         "FILE",
     );
-    o.optopt("", "policy", "may (default): encrypt when offered, warn on changes; tofu: defer on a stripped or changed known peer; require: defer anything not encrypted", "may|tofu|require");
+    o.optopt("", "policy", "tofu (default): defer (4xx) when a host or domain seen encrypted is now plain or shows a key not pinned for it, deliver in plain on first contact; may: deliver anyway with a warning, never re-pin; require: also defer anything not encrypted", "may|tofu|require");
     o.optopt(
         "",
         "policy-file",
@@ -46,12 +46,16 @@ fn options() -> getopts::Options {
         "ask this nameserver instead of those in /etc/resolv.conf",
         "ADDR:PORT",
     );
-    o.optflag("", "list-peers", "print the remembered peers and exit");
+    o.optflag(
+        "",
+        "list-peers",
+        "print the pins and exit, one per line: NAME FINGERPRINT SUITE FIRST-SEEN LAST-SEEN host|domain",
+    );
     o.optopt(
         "",
         "forget",
-        "forget the remembered key of HOST and exit",
-        "HOST",
+        "forget the pins named NAME and exit: a domain (--forget example.org, all its keys) or an MX host (--forget mx1.example.org); a name that is both loses both",
+        "NAME",
     );
     o.optflag(
         "",
@@ -80,13 +84,17 @@ fn usage(o: &getopts::Options) -> String {
          \x20                       [--policy-file FILE] [--dns ADDR:PORT] [--allow-rot] [--log FILE]\n\
          \x20                       [--timeout SECS] [--session-timeout SECS] HOST\n\
          \x20      blackpony-mailer --pipe -f SENDER [options] HOST RECIPIENT...   (Postfix pipe(8))\n\
-         \x20      blackpony-mailer --list-peers | --forget HOST | --fingerprint\n\n\
+         \x20      blackpony-mailer --list-peers | --forget NAME | --fingerprint\n\n\
          The outbound side of blackpony, run by sendmail as a prog mailer with A=blackpony-mailer $h:\n\
          sendmail speaks SMTP to it on stdin/stdout. It looks up the MX hosts of HOST (or uses an\n\
          address literal [192.0.2.1] as is), connects to port 25, relays the dialogue, and encrypts\n\
          when the remote offers XBLACKPONY. Any failure the sender can retry ends in a 4xx reply,\n\
          so the message stays queued. Logs go to syslog (mail facility) or --log, never to\n\
-         stdout or stderr, which are sendmail's pipe.",
+         stdout or stderr, which are sendmail's pipe.\n\n\
+         Pins are kept per MX host and per destination domain: once a domain was seen encrypted,\n\
+         every MX of it must show one of the domain's keys (policies tofu and require), so an\n\
+         attacker who blocks the pinned MX gains nothing at the next one. After an expected key\n\
+         change, --forget the host (its one key) or the domain (all its keys).",
     )
 }
 
@@ -138,9 +146,16 @@ fn main() -> ExitCode {
         return match peers.list() {
             Ok(list) => {
                 for p in list {
+                    // The kind last: the first five columns are those of
+                    // earlier versions, which scripts may parse.
                     println!(
-                        "{} {} {} {} {}",
-                        p.host, p.fingerprint, p.suite, p.first_seen, p.last_seen
+                        "{} {} {} {} {} {}",
+                        p.name,
+                        p.fingerprint,
+                        p.suite,
+                        p.first_seen,
+                        p.last_seen,
+                        p.kind.as_str()
                     );
                 }
                 ExitCode::SUCCESS
@@ -148,13 +163,21 @@ fn main() -> ExitCode {
             Err(e) => terminal_error(&e.to_string(), exit::IOERR),
         };
     }
-    if let Some(host) = m.opt_str("forget") {
-        return match peers.forget(&host) {
-            Ok(true) => {
-                println!("forgot {host}");
+    if let Some(name) = m.opt_str("forget") {
+        return match peers.forget(&name) {
+            Ok(gone) if gone.any() => {
+                if gone.host {
+                    println!("forgot host {name}");
+                }
+                if gone.domain_keys > 0 {
+                    println!("forgot domain {name} ({} keys)", gone.domain_keys);
+                }
                 ExitCode::SUCCESS
             }
-            Ok(false) => terminal_error(&format!("{host} is not a known peer"), exit::DATAERR),
+            Ok(_) => terminal_error(
+                &format!("{name} is neither a known host nor a known domain"),
+                exit::DATAERR,
+            ),
             Err(e) => terminal_error(&e.to_string(), exit::IOERR),
         };
     }
@@ -298,7 +321,7 @@ fn config(
             .ok_or_else(|| Error::Config(format!("--port {p}: not a port number")))?,
     };
     let default_policy = match m.opt_str("policy") {
-        None => Policy::May,
+        None => Policy::Tofu,
         Some(p) => p
             .parse::<Policy>()
             .map_err(|_| Error::Config(format!("--policy {p}: use may, tofu or require")))?,
