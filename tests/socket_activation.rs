@@ -193,7 +193,13 @@ fn mail_is_delivered_through_socket_activation() {
         1,
         "one mode line:\n{log}"
     );
-    let records = read(&a.record);
+    // The log line is written just before the record is appended: wait for it.
+    let t = std::time::Instant::now();
+    let mut records = read(&a.record);
+    while records.lines().count() == 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+        records = read(&a.record);
+    }
     assert_eq!(records.lines().count(), 1, "one session record: {records}");
     assert!(records.contains("127.0.0.1"), "{records}");
     a.sigterm();
