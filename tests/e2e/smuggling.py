@@ -154,7 +154,7 @@ def smuggling_group(run, tag, title, paths, victims, count):
                 # client), but not as long: none is expected there.
                 o = smuggle_outcome(replies, lambda: count(1, tok), lambda: count(2, stok), lambda: count(1, stok),
                                     expect=got[0][1]["victim1"] + got[0][1]["victim2"] if got else 0,
-                                    wait=5 if got else 15)
+                                    wait=3 if got else 15)
                 got.append((label, o, replies))
             alone = got[0]
             run.info("%s: %s alone: %s; replies after the body: %s" % (name, alone[0], describe(alone[1]),
