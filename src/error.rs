@@ -90,7 +90,14 @@ impl Error {
     pub fn smtp_reply(&self) -> Reply {
         match self {
             Error::LineTooLong => Reply::new(500, "5.5.2 Line too long"),
-            Error::BareNewline => Reply::new(421, "4.5.2 Bare CR or LF not allowed, closing"),
+            // sendmail's code (Debian 12's 8.17.1.9-2+deb12u2, which carries the
+            // 8.18.1 fix: 421 4.5.0 "Bare linefeed (LF) not allowed", "Bare carriage
+            // return (CR) not allowed"); one text for both, the variant has no field.
+            // 421 and not 550: the session closes mid-stream (RFC 5321 3.8).
+            Error::BareNewline => Reply::new(
+                421,
+                "4.5.0 Bare linefeed (LF) or carriage return (CR) not allowed",
+            ),
             Error::Timeout(_) => Reply::new(421, "4.4.2 Timeout, closing connection"),
             Error::Backend(_) => Reply::new(
                 421,

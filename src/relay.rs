@@ -25,11 +25,24 @@ pub enum Step {
     Pipe,
 }
 
-/// Relay options shared by both programs.
+/// Relay options shared by both programs. `Default` is the mailer's: there
+/// sendmail is the client and its bytes pass unchanged. The inbound side
+/// sets `forbid_bare_newline` unless `--allow-bare-newline` is given.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RelayOptions {
-    /// Refuse a bare CR or LF in commands and message data (smuggling defence).
+    /// Refuse a bare CR or LF in commands and message data (SMTP smuggling
+    /// defence): an old MTA behind blackpony (Postfix 3.7 at its defaults)
+    /// takes `<LF>.<LF>` and friends for the end of data and runs what follows.
     pub forbid_bare_newline: bool,
+}
+
+impl RelayOptions {
+    /// The inbound side's options: bare CR and LF refused unless `allow_bare_newline`.
+    pub fn inbound(allow_bare_newline: bool) -> Self {
+        RelayOptions {
+            forbid_bare_newline: !allow_bare_newline,
+        }
+    }
 }
 
 /// Relay one command line whose verb needs no special handling by the caller,

@@ -680,8 +680,8 @@ fn sink_view(sink: &Sink) -> SinkView {
     (log.commands.clone(), msgs)
 }
 
-/// Without --forbid-bare-newline the bytes reach the backend unchanged, so
-/// the backend does exactly what it does when the same client talks to it
+/// With --allow-bare-newline the bytes reach the backend unchanged, so the
+/// backend does exactly what it does when the same client talks to it
 /// directly: blackpony adds no smuggling path of its own.
 #[test]
 fn smuggling_inputs_reach_the_backend_unchanged() {
@@ -694,8 +694,12 @@ fn smuggling_inputs_reach_the_backend_unchanged() {
             .contains(&"QUIT".to_string())));
 
         let proxied = Sink::start();
-        let (_d, addr) =
-            start_inbound_at(proxied.addr, &[], &dir.join(format!("{name}.log")), "debug");
+        let (_d, addr) = start_inbound_at(
+            proxied.addr,
+            &["--allow-bare-newline"],
+            &dir.join(format!("{name}.log")),
+            "debug",
+        );
         smuggle(addr, body);
         assert!(wait_until(Duration::from_secs(10), || proxied
             .commands()
@@ -719,55 +723,90 @@ fn smuggling_inputs_reach_the_backend_unchanged() {
     }
 }
 
-/// With --forbid-bare-newline every variant ends the session with a 4xx
-/// and the backend accepts nothing (its DATA is cut: partial); a command
-/// line ending in a bare LF is refused before it reaches the backend.
+/// At the default, and with its explicit form --forbid-bare-newline, every
+/// variant ends the session with sendmail's `421 4.5.0` and the backend
+/// accepts nothing: its DATA is cut before the final dot (partial), no 250
+/// reaches the client, and no smuggled command reaches the backend. A
+/// command line with a bare LF is refused before it reaches the backend.
 #[test]
 fn smuggling_inputs_are_refused_with_forbid_bare_newline() {
     let dir = scratch("hard-smuggle-forbid");
-    for (name, body) in SMUGGLING {
+    for (mode, opts) in [
+        ("default", &[][..]),
+        ("forbid", &["--forbid-bare-newline"][..]),
+    ] {
+        for (name, body) in SMUGGLING {
+            let sink = Sink::start();
+            let (_d, addr) = start_inbound_at(
+                sink.addr,
+                opts,
+                &dir.join(format!("{mode}-{name}.log")),
+                "debug",
+            );
+            let said = smuggle(addr, body);
+            assert!(said.contains("421 4.5.0 Bare"), "{mode} {name}: {said:?}");
+            let after_body = said.rsplit("354").next().unwrap_or("");
+            assert!(
+                !after_body.contains("250"),
+                "{mode} {name}: the message was accepted: {said:?}"
+            );
+            assert!(
+                !said.contains("221"),
+                "{mode} {name}: the session went on: {said:?}"
+            );
+            assert!(
+                wait_until(Duration::from_secs(10), || sink.partial() == 1),
+                "{mode} {name}"
+            );
+            assert!(sink.messages().is_empty(), "{mode} {name}: delivered");
+            let cmds = sink.commands();
+            assert!(
+                !cmds.iter().any(|c| c.contains("evil")),
+                "{mode} {name}: {cmds:?}"
+            );
+        }
         let sink = Sink::start();
         let (_d, addr) = start_inbound_at(
             sink.addr,
-            &["--forbid-bare-newline"],
-            &dir.join(format!("{name}.log")),
+            opts,
+            &dir.join(format!("{mode}-cmd.log")),
             "debug",
         );
-        let said = smuggle(addr, body);
-        assert!(said.contains("421 4.5.2"), "{name}: {said:?}");
+        let mut c = Client::connect(addr);
+        assert_eq!(c.reply().0, 220);
+        c.send("NOOP\nMAIL FROM:<evil@smuggler.test>\r\n");
+        let (got, closed) = read_to_close(&mut c.w, Duration::from_secs(10));
+        let text = String::from_utf8_lossy(&got);
         assert!(
-            !said.contains("221"),
-            "{name}: the session went on: {said:?}"
+            closed && text.contains("421 4.5.0 Bare"),
+            "{mode}: {text:?}"
         );
-        assert!(
-            wait_until(Duration::from_secs(10), || sink.partial() == 1),
-            "{name}"
-        );
-        assert!(sink.messages().is_empty(), "{name}: delivered");
+        thread::sleep(Duration::from_millis(200));
         let cmds = sink.commands();
-        assert!(!cmds.iter().any(|c| c.contains("evil")), "{name}: {cmds:?}");
+        assert!(
+            !cmds
+                .iter()
+                .any(|c| c.contains("NOOP") || c.contains("evil")),
+            "{mode}: {cmds:?}"
+        );
     }
-    let sink = Sink::start();
-    let (_d, addr) = start_inbound_at(
-        sink.addr,
-        &["--forbid-bare-newline"],
-        &dir.join("cmd.log"),
-        "debug",
+}
+
+/// The two forms contradict each other: a configuration error, no session.
+#[test]
+fn allow_and_forbid_bare_newline_together_are_refused() {
+    let out = std::process::Command::new(bin("blackpony"))
+        .args(["--allow-bare-newline", "--forbid-bare-newline"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
     );
-    let mut c = Client::connect(addr);
-    assert_eq!(c.reply().0, 220);
-    c.send("NOOP\nMAIL FROM:<evil@smuggler.test>\r\n");
-    let (got, closed) = read_to_close(&mut c.w, Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&got);
-    assert!(closed && text.contains("421 4.5.2"), "{text:?}");
-    thread::sleep(Duration::from_millis(200));
-    let cmds = sink.commands();
-    assert!(
-        !cmds
-            .iter()
-            .any(|c| c.contains("NOOP") || c.contains("evil")),
-        "{cmds:?}"
-    );
+    assert_eq!(out.status.code(), Some(78), "{stdout:?} {stderr:?}");
+    assert!(stderr.contains("not both"), "{stderr:?}");
+    assert!(stdout.starts_with("421 4.3.5"), "{stdout:?}");
 }
 
 // ======================================================= keys

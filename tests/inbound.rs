@@ -1256,44 +1256,95 @@ fn backend_overlong_reply_line_gets_421() {
     assert_closed_soon(&mut c);
 }
 
+/// One message with `body` through blackpony started with `opts`: the
+/// client and the sink that stands for the MTA.
+fn data_session(dir: &Path, log: &str, opts: &[&str]) -> (Sink, Daemon, Client) {
+    let sink = Sink::start();
+    let key = no_key(dir);
+    let mut args = vec!["--key", key.as_str()];
+    args.extend_from_slice(opts);
+    let (d, addr) = start_inbound(sink.addr, &args, &dir.join(log));
+    let mut c = greeted(addr, true);
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").0, 250);
+    assert_eq!(c.cmd("RCPT TO:<b@receiver.test>").0, 250);
+    assert_eq!(c.cmd("DATA").0, 354);
+    (sink, d, c)
+}
+
 #[test]
 fn bare_lf_smuggling_in_data() {
     let dir = scratch("inb-smuggle");
     let smuggle =
         "Subject: s\r\n\r\nx\n.\nMAIL FROM:<evil@attacker.test>\r\nRCPT TO:<v@receiver.test>\r\n";
-    // Default: the bytes are message data, passed unchanged; no command is split off.
-    let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
-    let mut c = greeted(addr, true);
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").0, 250);
-    assert_eq!(c.cmd("RCPT TO:<b@receiver.test>").0, 250);
-    assert_eq!(c.cmd("DATA").0, 354);
+    // The default, and its explicit form: refused with sendmail's 421 4.5.0,
+    // no 250, the MTA's DATA cut before any dot (it discards the partial
+    // message), nothing delivered and no command split off.
+    for (i, opts) in [&[][..], &["--forbid-bare-newline"][..]].iter().enumerate() {
+        let (sink, _d, mut c) = data_session(&dir, &format!("log{i}"), opts);
+        c.send(&format!("{smuggle}.\r\n"));
+        let (code, text) = c.reply();
+        assert_eq!(code, 421, "{opts:?}: {text}");
+        assert!(
+            text.starts_with("421 4.5.0 Bare linefeed (LF)"),
+            "{opts:?}: {text}"
+        );
+        assert_closed_soon(&mut c);
+        wait_until("the sink to see the cut", Duration::from_secs(5), || {
+            sink.log.lock().unwrap().partial == 1
+        });
+        assert!(sink.messages().is_empty(), "{opts:?}");
+        assert!(
+            !sink.commands().iter().any(|l| l.contains("evil")),
+            "{opts:?}"
+        );
+    }
+
+    // --allow-bare-newline: the bytes are message data, passed unchanged; no
+    // command is split off.
+    let (sink, _d, mut c) = data_session(&dir, "log-allow", &["--allow-bare-newline"]);
     assert_eq!(c.cmd(&format!("{smuggle}.")).0, 250);
     assert_eq!(c.cmd("QUIT").0, 221);
     assert_eq!(sink.wait_for(1)[0].data, smuggle.as_bytes());
     assert!(!sink.commands().iter().any(|l| l.contains("evil")));
+}
 
-    // --forbid-bare-newline: refused with 421 4.5.2, nothing delivered.
-    let sink = Sink::start();
-    let (_d2, addr) = start_inbound(
-        sink.addr,
-        &["--key", &no_key(&dir), "--forbid-bare-newline"],
-        &dir.join("log2"),
-    );
-    let mut c = greeted(addr, true);
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").0, 250);
-    assert_eq!(c.cmd("RCPT TO:<b@receiver.test>").0, 250);
-    assert_eq!(c.cmd("DATA").0, 354);
-    c.send(&format!("{smuggle}.\r\n"));
-    let (code, text) = c.reply();
-    assert_eq!(code, 421, "{text}");
-    assert!(text.starts_with("421 4.5.2 "), "{text}");
-    assert_closed_soon(&mut c);
-    wait_until("the sink to see the cut", Duration::from_secs(5), || {
-        sink.log.lock().unwrap().partial == 1
-    });
-    assert!(sink.messages().is_empty());
-    assert!(!sink.commands().iter().any(|l| l.contains("evil")));
+/// The default refuses only bare CR and LF: mail that keeps to CRLF passes
+/// byte for byte, whatever else it holds: every 8-bit and control byte, a
+/// line of 998 octets (RFC 5321 4.5.3.1.6), dot-stuffed lines, 3 MB.
+#[test]
+fn crlf_clean_mail_passes_byte_for_byte_at_the_default() {
+    let dir = scratch("inb-clean");
+    let mut body: Vec<u8> = b"Subject: clean \xc3\xa9t\xc3\xa9\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\
+        Content-Transfer-Encoding: 8bit\r\n\r\n"
+        .to_vec();
+    body.extend((0u8..=255).filter(|&b| b != b'\r' && b != b'\n'));
+    body.extend_from_slice(b"\r\n");
+    body.extend(std::iter::repeat_n(b'x', 998));
+    body.extend_from_slice(b"\r\n");
+    // The lines ".", "..", ".stuffed" and ". " as a client dot-stuffs them.
+    body.extend_from_slice(b"..\r\n...\r\n..stuffed\r\n.. \r\n");
+    let mut i = 0usize;
+    while body.len() < 3 << 20 {
+        let text = format!(
+            "line {i} \u{e9}\u{20ac} {}\r\n",
+            "0123456789".repeat(i % 99)
+        );
+        body.extend_from_slice(text.as_bytes());
+        if i.is_multiple_of(1000) {
+            body.extend_from_slice(b"..dot-stuffed\r\n\r\n");
+        }
+        i += 1;
+    }
+    let (sink, _d, mut c) = data_session(&dir, "log", &[]);
+    c.w.write_all(&body).unwrap();
+    let (code, text) = c.cmd(".");
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(c.cmd("QUIT").0, 221);
+    let got = sink.wait_for(1);
+    assert_eq!(got[0].data.len(), body.len());
+    assert!(got[0].data == body, "the message changed on its way");
+    assert_eq!(sink.log.lock().unwrap().partial, 0);
 }
 
 #[test]

@@ -1,6 +1,10 @@
 """SMTP smuggling checks shared by the sendmail and Postfix end-to-end runs
-(issue 6): the same bytes straight to the MTA and through blackpony in front
-of it must deliver the same messages."""
+(issues 6 and 16): the same bytes straight to the MTA and through blackpony
+(at its defaults) in front of it. Through blackpony no smuggled command may
+be executed, the message with the bare CR or LF is not accepted (blackpony
+refuses it with 421 and cuts the MTA's DATA before any dot), and the outcome
+is the same as the MTA alone or safer: never a message the MTA alone would
+not have delivered."""
 
 import socket
 import time
@@ -104,13 +108,14 @@ def smuggle_payload(term, tok, stok):
     return payload
 
 
-def smuggle_outcome(replies, v1, v2, inside, expect=0):
+def smuggle_outcome(replies, v1, v2, inside, expect=0, wait=15):
     """What the MTA did: messages it accepted (250 2.0.0 replies), messages
     in each victim's mailbox, and whether the smuggled text is inside
     victim1's message. v1, v2, inside: functions counting messages; waits
-    for EXPECT messages (or as many as were accepted) to be delivered."""
+    up to WAIT seconds for EXPECT messages (or as many as were accepted) to
+    be delivered."""
     accepted = sum(1 for r in replies if isinstance(r, tuple) and r[0] == 250 and " 2.0.0 " in r[1])
-    deadline = time.time() + 15
+    deadline = time.time() + wait
     while v1() + v2() < max(accepted, expect) and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(0.3)  # anything more would be a surprise: let it arrive
@@ -144,8 +149,12 @@ def smuggling_group(run, tag, title, paths, victims, count):
                 stok = "evil-%s-%s-%s" % (run.RUN_ID, name, label)
                 replies = smuggle_session(server, "127.0.0.1", "sender@smuggler.test", victims[0], victims[1],
                                           smuggle_payload(term, tok, stok))
+                # Behind blackpony, wait for as many as the MTA alone
+                # delivered (a smuggled message's 250 may never reach the
+                # client), but not as long: none is expected there.
                 o = smuggle_outcome(replies, lambda: count(1, tok), lambda: count(2, stok), lambda: count(1, stok),
-                                    expect=got[0][1]["victim1"] + got[0][1]["victim2"] if got else 0)
+                                    expect=got[0][1]["victim1"] + got[0][1]["victim2"] if got else 0,
+                                    wait=3 if got else 15)
                 got.append((label, o, replies))
             alone = got[0]
             run.info("%s: %s alone: %s; replies after the body: %s" % (name, alone[0], describe(alone[1]),
@@ -162,15 +171,25 @@ def smuggling_group(run, tag, title, paths, victims, count):
                            % (tag, name, label, o["accepted"], o["victim1"] + o["victim2"], reply_codes(replies)),
                            describe(o))
                 continue
-            # Compared: what was delivered where. Not compared: the replies
-            # the client saw (blackpony relays the replies of the commands
-            # it forwarded; the backend's replies to smuggled commands it did
-            # not see as commands may not reach the client).
-            keys = ("victim1", "victim2", "inside")
+            # Through blackpony at its defaults every variant holds a bare CR
+            # or LF, so: refused with 421 (sendmail's 4.5.0 Bare ... reply),
+            # nothing accepted or delivered, no smuggled command executed, and
+            # never more delivered than by the MTA alone. The replies to the
+            # commands before the body are the MTA's; only the refusal is ours.
             for label, o, replies in got[1:]:
-                run.report(all(o[k] == alone[1][k] for k in keys),
-                       "%s %s: through %s the same as %s alone: %s (client saw: alone %s, through %s %s)"
+                refused = bool(replies) and isinstance(replies[0], tuple) and replies[0][0] == 421 \
+                    and "Bare" in replies[0][1]
+                no_smuggle = o["victim2"] == 0
+                not_accepted = o["accepted"] == 0 and o["victim1"] == 0
+                safer = all(o[k] <= alone[1][k] for k in ("victim1", "victim2"))
+                run.report(refused and no_smuggle and not_accepted and safer,
+                       "%s %s: through %s (defaults) refused, no smuggled command executed, the same or safer than "
+                       "%s alone: %s (client saw: alone %s, through %s %s)"
                        % (tag, name, label, alone[0], describe(o), reply_codes(alone[2], False), label,
-                          reply_codes(replies, False)),
-                       "%s alone: %s (replies %s); through %s: %s (replies %s)"
-                       % (alone[0], describe(alone[1]), reply_codes(alone[2]), label, describe(o), reply_codes(replies)))
+                          reply_codes(replies)),
+                       "%s alone: %s (replies %s); through %s: %s (replies %s)%s%s%s%s"
+                       % (alone[0], describe(alone[1]), reply_codes(alone[2]), label, describe(o), reply_codes(replies),
+                          "" if refused else "; no 421 Bare refusal",
+                          "" if no_smuggle else "; the smuggled MAIL was EXECUTED",
+                          "" if not_accepted else "; the message was accepted",
+                          "" if safer else "; more delivered than by %s alone" % alone[0]))

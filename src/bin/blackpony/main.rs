@@ -50,7 +50,16 @@ fn options() -> getopts::Options {
         "xclient",
         "send the client address to the backend with Postfix XCLIENT",
     );
-    o.optflag("", "forbid-bare-newline", "refuse bare CR or LF in commands and message data (like Postfix smtpd_forbid_bare_newline)");
+    o.optflag(
+        "",
+        "allow-bare-newline",
+        "pass a bare CR or LF in commands and message data to the MTA unchanged (by default they end the session with 421)",
+    );
+    o.optflag(
+        "",
+        "forbid-bare-newline",
+        "refuse a bare CR or LF in commands and message data: the default, this is its explicit form (like Postfix smtpd_forbid_bare_newline)",
+    );
     o.optflag(
         "",
         "generate-key",
@@ -77,7 +86,7 @@ fn usage(o: &getopts::Options) -> String {
     o.usage(
         "Usage: blackpony [--backend HOST:PORT] [--listen ADDR:PORT] [--key FILE] [--allow-rot]\n\
          \x20                [--log FILE] [--timeout SECS] [--session-timeout SECS] [--source ADDR] [--proxy-protocol v1|v2] [--xclient]\n\
-         \x20                [--max-connections N] [--shutdown-grace SECS]\n\
+         \x20                [--max-connections N] [--shutdown-grace SECS] [--allow-bare-newline]\n\
          \x20      blackpony --generate-key [--key FILE]   |   blackpony --fingerprint [--key FILE]\n\n\
          The inbound side of blackpony. Run it from inetd, xinetd or systemd (Accept=yes) on\n\
          port 25 with the client's socket on stdin/stdout; it relays SMTP to the real MTA at\n\
@@ -213,6 +222,17 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
         (None, true) => ClientAddressPassing::Xclient,
         (None, false) => ClientAddressPassing::None,
     };
+    let allow_bare_newline = match (
+        m.opt_present("allow-bare-newline"),
+        m.opt_present("forbid-bare-newline"),
+    ) {
+        (true, true) => {
+            return Err(Error::Config(
+                "use either --allow-bare-newline or --forbid-bare-newline, not both".into(),
+            ))
+        }
+        (allow, _) => allow,
+    };
     let suites = cli::suites(m, &SERVER_DEFAULT)?;
     // Only what the offered suites need: handshake v2 never reads the RSA key.
     let key = match suites.uses_rsa() {
@@ -247,9 +267,7 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
         timeout: cli::timeout(m)?,
         session_timeout: cli::session_timeout(m)?,
         suites,
-        relay: RelayOptions {
-            forbid_bare_newline: m.opt_present("forbid-bare-newline"),
-        },
+        relay: RelayOptions::inbound(allow_bare_newline),
         key,
         identity: identity.map(|id| LiveIdentity::new(key_path, id)),
     })
