@@ -86,6 +86,8 @@ fn core_dumps_are_off() {
         .args([
             "--port",
             "1",
+            "--record",
+            "none",
             "--log",
             dir.join("m.log").to_str().unwrap(),
             "[127.0.0.1]",
