@@ -18,6 +18,14 @@ fn s(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
+/// A blackpony offering the default (v2) with `key`, in front of a fresh
+/// test MTA; its log at `log`.
+fn v2_server(key: &std::path::Path, log: &std::path::Path) -> (Sink, Daemon, std::net::SocketAddr) {
+    let sink = Sink::start();
+    let (d, addr) = start_inbound(sink.addr, &["--key", key.to_str().unwrap()], log);
+    (sink, d, addr)
+}
+
 /// A key pair of our own (RSA + static + certificate) in `dir`.
 fn new_key(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     let k = dir.join(name);
@@ -188,12 +196,7 @@ const HS_BODY: &[u8] = b"Subject: hs\r\n\r\nhandshake attack\r\n";
 fn tampered_or_truncated_xx_messages_defer_and_never_go_plain() {
     let (_, kb) = test_keys();
     let dir = scratch("v2-hs-tamper");
-    let sink = Sink::start();
-    let (_d, inbound) = start_inbound(
-        sink.addr,
-        &["--key", kb.to_str().unwrap()],
-        &dir.join("in.log"),
-    );
+    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
     for msg in [Msg::One, Msg::Two, Msg::Three] {
         for attack in [HsAttack::Flip, HsAttack::Truncate] {
             let what = format!("{msg:?}/{attack:?}");
@@ -221,12 +224,7 @@ fn stale_xx_messages_from_another_session_defer() {
     let (_, kb) = test_keys();
     let dir = scratch("v2-hs-stale");
     for msg in [Msg::One, Msg::Two, Msg::Three] {
-        let sink = Sink::start();
-        let (_d, inbound) = start_inbound(
-            sink.addr,
-            &["--key", kb.to_str().unwrap()],
-            &dir.join(format!("in-{msg:?}.log")),
-        );
+        let (sink, _d, inbound) = v2_server(&kb, &dir.join(format!("in-{msg:?}.log")));
         let relay = Relay::with(inbound, Tamper::Handshake(msg, HsAttack::Stale));
         let first = v2_args(relay.addr.port(), &dir, &format!("{msg:?}-1"), &[]);
         let run = run_mailer(
@@ -271,12 +269,7 @@ fn stale_xx_messages_from_another_session_defer() {
 fn ik_messages_tampered() {
     let (_, kb) = test_keys();
     let dir = scratch("v2-hs-ik");
-    let sink = Sink::start();
-    let (_d, inbound) = start_inbound(
-        sink.addr,
-        &["--key", kb.to_str().unwrap()],
-        &dir.join("in.log"),
-    );
+    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
     let relay = Relay::start(inbound);
     let mut n = 0;
     for attack in [HsAttack::Flip, HsAttack::Truncate] {
@@ -343,12 +336,7 @@ fn ik_messages_tampered() {
 fn wrong_pin_under_tofu_defers_at_ehlo_with_nothing_sent() {
     let (ka, kb) = test_keys();
     let dir = scratch("v2-wrong-pin");
-    let sink = Sink::start();
-    let (_d, inbound) = start_inbound(
-        sink.addr,
-        &["--key", kb.to_str().unwrap()],
-        &dir.join("in.log"),
-    );
+    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
     let relay = Relay::start(inbound);
     // The pin names another key (a's) for this host.
     let known = dir.join("p.known_peers");
@@ -396,12 +384,7 @@ fn replayed_ik_first_flight_gets_only_the_ehlo_answered() {
     use std::io::{BufRead, BufReader, Read, Write};
     let (_, kb) = test_keys();
     let dir = scratch("v2-ik-replay");
-    let sink = Sink::start();
-    let (_d, inbound) = start_inbound(
-        sink.addr,
-        &["--key", kb.to_str().unwrap()],
-        &dir.join("in.log"),
-    );
+    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
     let relay = Relay::start(inbound);
     let args = v2_args(relay.addr.port(), &dir, "r", &[]);
     for i in 0..2 {
@@ -525,12 +508,7 @@ fn server_certificate_expired_not_yet_valid_or_foreign_is_refused() {
     let dir = scratch("v2-bad-server-cert");
     for (what, cert) in bad_certs(kb, ka) {
         let k = key_with_cert(&dir, kb, &format!("{what}.key"), &cert);
-        let sink = Sink::start();
-        let (_d, inbound) = start_inbound(
-            sink.addr,
-            &["--key", k.to_str().unwrap()],
-            &dir.join(format!("{what}.log")),
-        );
+        let (sink, _d, inbound) = v2_server(&k, &dir.join(format!("{what}.log")));
         let relay = Relay::start(inbound);
         let run = run_mailer(
             &v2_args(relay.addr.port(), &dir, what, &[]),
@@ -558,12 +536,7 @@ fn server_certificate_expired_not_yet_valid_or_foreign_is_refused() {
 fn client_certificate_expired_not_yet_valid_or_foreign_is_refused() {
     let (ka, kb) = test_keys();
     let dir = scratch("v2-bad-client-cert");
-    let sink = Sink::start();
-    let (_d, inbound) = start_inbound(
-        sink.addr,
-        &["--key", kb.to_str().unwrap()],
-        &dir.join("in.log"),
-    );
+    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
     let relay = Relay::start(inbound);
     for (what, cert) in bad_certs(ka, kb) {
         let k = key_with_cert(&dir, ka, &format!("{what}.key"), &cert);
