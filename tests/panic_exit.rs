@@ -5,10 +5,11 @@
 //! BLACKPONY_FAULT, which only a build with the `fault-injection` feature
 //! obeys, so this file runs only with that feature:
 //!
-//!     cargo test --release --features fault-injection --test panic_exit
+//!     cargo test --release --features fault-injection --target-dir target/fault --test panic_exit
 //!
-//! (A second build of the crate; scripts/e2e-postfix.sh builds one too and
-//! shows Postfix deferring the message, group [F].)
+//! (A second build of the crate, in its own target directory so that
+//! target/release keeps the default binaries; scripts/e2e-postfix.sh builds
+//! the same there and shows Postfix deferring the message, group [F].)
 
 mod support;
 
