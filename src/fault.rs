@@ -5,7 +5,9 @@
 //! the mailer's panic hook must turn it into a deferral (exit 75), never a
 //! bounce. Without the feature [`point`] is empty and compiles to nothing.
 
-/// A place a test may make panic: `panic-<name>` in BLACKPONY_FAULT.
+/// A place a test may make panic: `panic-<name>` in BLACKPONY_FAULT. The
+/// mailer's points: before-log and at-start (main.rs, both modes),
+/// after-rcpt (pipe_client.rs: recipients accepted, before DATA).
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
     if let Some(v) = std::env::var_os("BLACKPONY_FAULT") {

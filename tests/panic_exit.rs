@@ -110,6 +110,26 @@ fn sendmail_mode_panic_at_start_exits_75_with_a_421() {
     );
 }
 
+/// Before the log is set up (a panic there used to exit 101 in sendmail
+/// mode): still 75 and only the caller's line, in both modes.
+#[test]
+fn panic_before_the_log_exits_75_in_both_modes() {
+    let sink = Sink::start();
+    for (pipe, line) in [(false, SENDMAIL_LINE), (true, PIPE_LINE)] {
+        let dir = scratch(&format!("panic-before-log-{pipe}"));
+        let out = mailer(sink.addr.port(), &dir, "panic-before-log", pipe, MESSAGE);
+        assert_eq!(out.status.code(), Some(75), "pipe {pipe}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), line, "pipe {pipe}");
+        assert!(
+            out.stderr.is_empty(),
+            "pipe {pipe}: stderr {:?}",
+            out.stderr
+        );
+        assert_eq!(log(&dir), "", "pipe {pipe}: no log yet");
+    }
+    assert_eq!(sink.connections(), 0);
+}
+
 /// The control: the same build and run without BLACKPONY_FAULT delivers,
 /// so the exits above are the forced panics' doing.
 #[test]

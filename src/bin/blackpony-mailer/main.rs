@@ -110,6 +110,7 @@ fn main() -> ExitCode {
         .take_while(|a| *a != "--")
         .any(|a| a == "--pipe");
     defer_on_panic(pipe);
+    blackpony::fault::point("before-log");
     let o = options();
     let m = match o.parse(&args) {
         Ok(m) => m,
