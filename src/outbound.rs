@@ -315,8 +315,13 @@ impl Session<'_> {
             };
             let mut refused = None;
             let (cfg, dest, mx_name, policy) = (self.cfg, &self.dest, &self.mx_name, self.policy);
-            let mut pin_check = |fp: &str| match verdict_for(cfg, dest, mx_name, policy, Some(fp))?
-            {
+            let mut pin_check = |fp: &str, vouch: Option<&str>| match verdict_for(
+                cfg,
+                dest,
+                mx_name,
+                policy,
+                Some((fp, vouch)),
+            )? {
                 Verdict::Defer(reason) => {
                     refused = Some(reason.clone());
                     Err(Error::Policy(reason))
@@ -386,7 +391,7 @@ impl Session<'_> {
 
     /// The policy verdict for this session; `Some(reason)` means defer.
     fn check_policy(&mut self) -> Result<Option<String>, Error> {
-        let fp = self.summary.peer_fingerprint.as_deref();
+        let fp = self.summary.peer_fingerprint.as_deref().map(|f| (f, None));
         let verdict = verdict_for(self.cfg, &self.dest, &self.mx_name, self.policy, fp)?;
         Ok(match verdict {
             Verdict::Proceed => {
@@ -462,19 +467,31 @@ impl Session<'_> {
 }
 
 /// The policy's verdict on what was seen of `mx_name`, an MX of `dest`:
-/// `fp` its key fingerprint if encrypted, None if plain.
+/// `fp` its key fingerprint if encrypted (with the old key that vouches for
+/// it by a continuity statement, if any), None if plain. A rotation signed
+/// by the pinned key moves the pins first.
 fn verdict_for(
     cfg: &OutboundConfig,
     dest: &str,
     mx_name: &str,
     policy: Policy,
-    fp: Option<&str>,
+    fp: Option<(&str, Option<&str>)>,
 ) -> Result<Verdict, Error> {
-    let known = cfg
-        .known_peers
-        .known(dest, mx_name)
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let seen = match fp {
+    let store = |e: crate::peers::PeersError| Error::Config(e.to_string());
+    let mut known = cfg.known_peers.known(dest, mx_name).map_err(store)?;
+    if let Some((new, Some(old))) = fp {
+        if policy::follows_rotation(&known, new, old) {
+            if cfg
+                .known_peers
+                .move_pin(dest, mx_name, old, new)
+                .map_err(store)?
+            {
+                log::info!("{mx_name} ({dest}): pin moved (continuity statement by the old key): old={old} new={new}");
+            }
+            known = cfg.known_peers.known(dest, mx_name).map_err(store)?;
+        }
+    }
+    let seen = match fp.map(|(fp, _)| fp) {
         Some(fp) => Observation::Encrypted {
             fingerprint: fp.to_string(),
         },
