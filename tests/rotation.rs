@@ -146,6 +146,16 @@ fn rotation_moves_the_pins_silently_and_the_running_server_takes_the_new_key() {
         at(&log, "warn").is_empty() && at(&log, "error").is_empty(),
         "{log}"
     );
+    // The delivery's one log line says so too.
+    let delivery = log
+        .lines()
+        .rfind(|l| l.contains("delivery dest="))
+        .unwrap_or("");
+    assert!(
+        delivery.contains(&format!("peer={new} pin_moved_from={old} "))
+            && delivery.contains("verdict=ok"),
+        "{log}"
+    );
     assert!(log.contains("starting over with XX"), "{log}");
     let p = pins(&known);
     assert_eq!(p.len(), 2, "{p:?}");

@@ -898,8 +898,9 @@ def test_rotation():
         # During the transition: A follows, silently.
         amark = log_mark(A_LOG)
         ok, cmds, _, lines = deliver_to_b("rot-during", "during the transition", "[11] during the transition")
-        report(ok and encrypted_v2(lines) and field(lines[0], "peer") == new,
-               "[11] during: delivered encrypted with B's new key, verdict=ok (no deferral)", "A: %s" % lines)
+        report(ok and encrypted_v2(lines) and field(lines[0], "peer") == new and field(lines[0], "pin_moved_from") == old,
+               "[11] during: delivered encrypted with B's new key, verdict=ok (no deferral), the delivery line says"
+               " pin_moved_from=<old key>", "A: %s" % lines)
         since = log_since(A_LOG, amark)
         moved = [l for l in since if "pin moved" in l]
         loud = [l for l in since if re.search(r": (warn|error): ", l)]
