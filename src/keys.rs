@@ -197,7 +197,7 @@ impl HostKey {
             .private
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| Error::Key(format!("cannot encode key: {e}")))?;
-        let place = match replace {
+        let place: fn(&Path, &Path) -> std::io::Result<()> = match replace {
             true => |t: &Path, p: &Path| fs::rename(t, p),
             false => |t: &Path, p: &Path| fs::hard_link(t, p),
         };
@@ -236,7 +236,7 @@ pub(crate) fn write_via_temp(
     path: &Path,
     contents: &[u8],
     mode: u32,
-    place: fn(&Path, &Path) -> std::io::Result<()>,
+    place: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
 ) -> Result<(), Error> {
     let tmp = temp_path(path);
     let result = (|| {

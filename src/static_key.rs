@@ -126,6 +126,20 @@ fn load_secret(path: &Path) -> Result<StaticSecret, Error> {
 /// for another static key. Neither the certificate's signature (checked by
 /// [`issue_for`] and by every peer) nor its window is checked here.
 pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
+    // [`rotate`] renames the static key, then the certificate: a load
+    // between the two renames sees a mismatch. Try again shortly (the
+    // rotating process may lose the CPU between them); only a broken
+    // install pays the 140 ms.
+    for wait in [20, 40, 80] {
+        if let Ok(id) = load_once(rsa_key) {
+            return Ok(id);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+    }
+    load_once(rsa_key)
+}
+
+fn load_once(rsa_key: &Path) -> Result<StaticIdentity, Error> {
     let (secret_path, cert_path) = paths_for(rsa_key);
     let secret = load_secret(&secret_path)?;
     let cert_bytes = read_line_file(&cert_path, CERT_HEADER, MAX_STATIC_CERT, false)?.to_vec();
@@ -193,12 +207,7 @@ pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
         }
     }
     let public = PublicKey::from(&load_secret(&secret_path)?).to_bytes();
-    let not_before = now.saturating_sub(STATIC_CERT_BACKDATE.as_secs());
-    let not_after = now.saturating_add(STATIC_CERT_VALIDITY.as_secs());
-    let cert = cert::issue(&host, &public, not_before, not_after);
-    let line = format!("{CERT_HEADER} {}\n", Base64::encode_string(&cert));
-    // Check what we signed before it replaces a working certificate.
-    cert::parse_signed(&cert).map_err(|e| key_error(&cert_path, e))?;
+    let line = cert_line(&host, &public, now, &cert_path)?;
     crate::keys::write_via_temp(&cert_path, line.as_bytes(), 0o644, |t, p| fs::rename(t, p))?;
     load(rsa_key)
 }
@@ -247,26 +256,46 @@ pub fn rotate(
         "{CONTINUITY_HEADER} {}\n",
         Base64::encode_string(&statement)
     );
-    let rename = |t: &Path, p: &Path| fs::rename(t, p);
     crate::keys::write_via_temp(
         &beside(rsa_key, ".continuity"),
         line.as_bytes(),
         0o644,
-        rename,
+        |t, p| fs::rename(t, p),
     )?;
     new.save(rsa_key, true)?;
     let secret = StaticSecret::random();
-    let line = Zeroizing::new(format!(
+    let (secret_path, cert_path) = paths_for(rsa_key);
+    let cert = cert_line(&new, &PublicKey::from(&secret).to_bytes(), now, &cert_path)?;
+    let secret_line = Zeroizing::new(format!(
         "{PRIVATE_HEADER} {}\n",
         Base64::encode_string(secret.as_bytes())
     ));
-    crate::keys::write_via_temp(&paths_for(rsa_key).0, line.as_bytes(), 0o600, rename)?;
-    issue_for(rsa_key, now)?;
+    // Both files written and synced first, then renamed one right after the
+    // other: a loader between the renames sees a mismatch for microseconds,
+    // and its retry ([`load`]) the new pair.
+    crate::keys::write_via_temp(&secret_path, secret_line.as_bytes(), 0o600, |t, p| {
+        crate::keys::write_via_temp(&cert_path, cert.as_bytes(), 0o644, |t2, p2| {
+            fs::rename(t, p).and_then(|_| fs::rename(t2, p2))
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))
+    })?;
+    load(rsa_key)?;
     Ok(Rotated {
         old_fingerprint: old.fingerprint(),
         new_fingerprint: new.fingerprint(),
         not_after,
     })
+}
+
+/// The certificate file's line: a certificate by `host` for `public`, valid
+/// from `now` (less a day of clock skew) for 90 days, checked before it
+/// replaces a working one.
+fn cert_line(host: &HostKey, public: &[u8; 32], now: u64, path: &Path) -> Result<String, Error> {
+    let not_before = now.saturating_sub(STATIC_CERT_BACKDATE.as_secs());
+    let not_after = now.saturating_add(STATIC_CERT_VALIDITY.as_secs());
+    let cert = cert::issue(host, public, not_before, not_after);
+    cert::parse_signed(&cert).map_err(|e| key_error(path, e))?;
+    Ok(format!("{CERT_HEADER} {}\n", Base64::encode_string(&cert)))
 }
 
 /// The static identity of a long-running server (`--listen`, socket

@@ -458,3 +458,42 @@ fn follows_rotation_only_from_what_is_pinned() {
     }
     assert!(!follows_rotation(&known(Some("OLD"), &[]), "OLD", "OLD"));
 }
+
+/// A server started per connection (inetd) loads the static key and the
+/// certificate afresh each time: while `--rotate-key` runs, every load
+/// succeeds and gives a matching pair, old or new, never a mix.
+#[test]
+fn loads_during_a_rotation_never_see_a_mixed_identity() {
+    let dir = scratch("rot-race");
+    let kb = new_key(&dir, "b.key");
+    let (mut loads, mut failures) = (0u32, Vec::new());
+    for round in 0..3 {
+        let mut child = Command::new(bin("blackpony"))
+            .args(["--rotate-key", "--force", "--key", kb.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        loop {
+            let done = child.try_wait().unwrap().is_some();
+            match blackpony::static_key::load(&kb) {
+                Ok(_) => loads += 1,
+                Err(e) => failures.push(format!("round {round}: {e}")),
+            }
+            if done {
+                break;
+            }
+        }
+        assert!(child.wait().unwrap().success());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {loads}: {failures:?}",
+        failures.len()
+    );
+    let id = blackpony::static_key::load(&kb).unwrap();
+    assert_eq!(
+        blackpony::keys::fingerprint(&id.verified.spki_der),
+        fingerprint(&kb)
+    );
+    assert!(loads > 100, "only {loads} loads during three rotations");
+}
