@@ -136,6 +136,7 @@ fn identity(host: &HostKey) -> StaticIdentity {
         public,
         cert_bytes,
         verified,
+        continuity: None,
     }
 }
 
@@ -240,7 +241,7 @@ impl Ctx {
             ServerXx::start(&self.server_id, &prologue, &msg1).expect("msg1")
         });
         let (msg3, _keys) = step(c, || {
-            let (verified, peer) = start.on_msg2(&msg2).expect("msg2");
+            let (verified, peer, _) = start.on_msg2(&msg2).expect("msg2");
             black_box(peer);
             verified.finish(&self.client_id).expect("msg3")
         });

@@ -23,8 +23,15 @@
 //! the certificate is 626 bytes; with 4096 bits, 1138 (limits::MAX_STATIC_CERT).
 //! The label keeps this signature from ever being taken for any other message
 //! the host key signs (the old suite's transcript signatures start with
-//! "blackpony server/client signature"; the rotation statement will have its
-//! own label).
+//! "blackpony server/client signature"; the continuity statement has its
+//! own).
+//!
+//! A **continuity statement** (`blackpony --rotate-key`) has the same layout
+//! under the label "blackpony continuity v1" 0x00: the 32-byte field is the
+//! SHA-256 of the NEW host key's SPKI, the window is the transition period,
+//! and spki and sig are the OLD key's. It says "the old key hands over to
+//! this new key until not_after"; a client that pinned the old key follows
+//! it (src/policy.rs).
 
 use rsa::Pss;
 use sha2::Sha256;
@@ -35,6 +42,7 @@ use crate::limits::MAX_STATIC_CERT;
 use crate::wire::codec::{Reader, Writer};
 
 pub const LABEL: &[u8; 24] = b"blackpony static key v2\0";
+pub const CONTINUITY_LABEL: &[u8; 24] = b"blackpony continuity v1\0";
 
 /// Why a certificate was refused. For our logs only: a peer is told nothing
 /// more than that the handshake failed.
@@ -67,7 +75,9 @@ impl std::fmt::Display for CertError {
 
 impl std::error::Error for CertError {}
 
-/// What a certificate whose signature verified says.
+/// What a certificate whose signature verified says (or a continuity
+/// statement: then `static_public` is the SHA-256 of the new key's SPKI and
+/// `spki_der`, `fingerprint` are the signer's, the old key's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedCert {
     pub static_public: [u8; 32],
@@ -96,9 +106,15 @@ impl VerifiedCert {
     }
 }
 
-fn signed_part(static_public: &[u8; 32], not_before: u64, not_after: u64, spki: &[u8]) -> Vec<u8> {
+fn signed_part(
+    label: &[u8; 24],
+    static_public: &[u8; 32],
+    not_before: u64,
+    not_after: u64,
+    spki: &[u8],
+) -> Vec<u8> {
     let mut w = Writer::new();
-    w.bytes(LABEL)
+    w.bytes(label)
         .bytes(static_public)
         .bytes(&not_before.to_be_bytes())
         .bytes(&not_after.to_be_bytes())
@@ -110,9 +126,42 @@ fn signed_part(static_public: &[u8; 32], not_before: u64, not_after: u64, spki: 
 /// `not_before` through `not_after` (Unix seconds). Panics only if the
 /// window is reversed, a caller bug.
 pub fn issue(key: &HostKey, static_public: &[u8; 32], not_before: u64, not_after: u64) -> Vec<u8> {
+    issue_labelled(LABEL, key, static_public, not_before, not_after)
+}
+
+/// A continuity statement: `old` vouches for the host key whose SPKI is
+/// `new_spki` from `not_before` through `not_after` (the transition).
+pub fn issue_continuity(
+    old: &HostKey,
+    new_spki: &[u8],
+    not_before: u64,
+    not_after: u64,
+) -> Vec<u8> {
+    issue_labelled(
+        CONTINUITY_LABEL,
+        old,
+        &sha256(new_spki),
+        not_before,
+        not_after,
+    )
+}
+
+fn issue_labelled(
+    label: &[u8; 24],
+    key: &HostKey,
+    static_public: &[u8; 32],
+    not_before: u64,
+    not_after: u64,
+) -> Vec<u8> {
     assert!(not_before <= not_after, "certificate window reversed");
     let mut w = Writer {
-        buf: signed_part(static_public, not_before, not_after, key.public_der()),
+        buf: signed_part(
+            label,
+            static_public,
+            not_before,
+            not_after,
+            key.public_der(),
+        ),
     };
     let sig = key
         .private()
@@ -128,7 +177,10 @@ pub fn issue(key: &HostKey, static_public: &[u8; 32], not_before: u64, not_after
 
 /// The fields, and the length of the signed part and the signature:
 /// layout checked, signature not.
-fn parse_layout(bytes: &[u8]) -> Result<(VerifiedCert, usize, &[u8]), CertError> {
+fn parse_layout<'a>(
+    bytes: &'a [u8],
+    want: &[u8; 24],
+) -> Result<(VerifiedCert, usize, &'a [u8]), CertError> {
     if bytes.len() > MAX_STATIC_CERT {
         return Err(CertError::Malformed);
     }
@@ -145,7 +197,7 @@ fn parse_layout(bytes: &[u8]) -> Result<(VerifiedCert, usize, &[u8]), CertError>
     let signed_len = bytes.len() - r.remaining();
     let sig = r.vec16().ok_or(CertError::Malformed)?;
     r.finish().ok_or(CertError::Malformed)?;
-    if label != LABEL || not_before > not_after {
+    if label != want || not_before > not_after {
         return Err(CertError::Malformed);
     }
     let cert = VerifiedCert {
@@ -160,7 +212,11 @@ fn parse_layout(bytes: &[u8]) -> Result<(VerifiedCert, usize, &[u8]), CertError>
 
 /// Parse the certificate and check its signature, but not its window.
 pub fn parse_signed(bytes: &[u8]) -> Result<VerifiedCert, CertError> {
-    let (cert, signed_len, sig) = parse_layout(bytes)?;
+    parse_signed_labelled(bytes, LABEL)
+}
+
+fn parse_signed_labelled(bytes: &[u8], label: &[u8; 24]) -> Result<VerifiedCert, CertError> {
+    let (cert, signed_len, sig) = parse_layout(bytes, label)?;
     let key = parse_peer_key(&cert.spki_der).ok_or(CertError::Malformed)?;
     key.verify(Pss::<Sha256>::new(), &sha256(&bytes[..signed_len]), sig)
         .map_err(|_| CertError::BadSignature)?;
@@ -174,7 +230,39 @@ pub fn parse_signed(bytes: &[u8]) -> Result<VerifiedCert, CertError> {
 /// SPKI parse per connection (about 1 M instructions, measured). What an
 /// expired certificate means (renew, log) is the caller's decision.
 pub fn parse_own(bytes: &[u8]) -> Result<VerifiedCert, CertError> {
-    parse_layout(bytes).map(|(cert, _, _)| cert)
+    parse_layout(bytes, LABEL).map(|(cert, _, _)| cert)
+}
+
+/// A host's own continuity statement, layout only (as [`parse_own`]).
+pub fn parse_own_continuity(bytes: &[u8]) -> Result<VerifiedCert, CertError> {
+    parse_layout(bytes, CONTINUITY_LABEL).map(|(cert, _, _)| cert)
+}
+
+/// A peer's continuity statement: signature, window, and it must vouch for
+/// `new_spki`, the key of the certificate it came with. What it returns
+/// names the signer: `fingerprint` is the old key's.
+pub fn verify_continuity(
+    bytes: &[u8],
+    now: u64,
+    new_spki: &[u8],
+) -> Result<VerifiedCert, CertError> {
+    let statement = parse_signed_labelled(bytes, CONTINUITY_LABEL)?;
+    statement.check_time(now)?;
+    if statement.static_public != sha256(new_spki) {
+        return Err(CertError::OtherKey);
+    }
+    Ok(statement)
+}
+
+/// Split a v2 server payload into the certificate and what follows it (a
+/// continuity statement, or nothing). The certificate's own length fields
+/// delimit it; `None` if they run past the end.
+pub fn split_payload(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut r = Reader::new(bytes);
+    r.take(72)?;
+    r.vec16()?;
+    r.vec16()?;
+    Some(bytes.split_at(bytes.len() - r.remaining()))
 }
 
 /// Parse, verify the signature, and check that `now` (Unix seconds) is

@@ -168,6 +168,36 @@ pub fn renew_cert(path: &Path, force: bool) -> Result<String, Error> {
     ))
 }
 
+/// `--rotate-key`: a new host key that the old one vouches for during
+/// `--transition-days` (src/static_key.rs, [`crate::static_key::rotate`]).
+/// Returns a line for the administrator.
+pub fn rotate_key(path: &Path, m: &getopts::Matches) -> Result<String, Error> {
+    let default = crate::limits::ROTATION_TRANSITION.as_secs() / 86_400;
+    let days = match m.opt_str("transition-days") {
+        None => default,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n @ 1..=730) => n,
+            _ => {
+                return Err(Error::Config(format!(
+                    "--transition-days {s}: use 1 to 730 (default {default})"
+                )))
+            }
+        },
+    };
+    let bits = match m.opt_present("key-bits") {
+        true => Some(key_bits(m)?),
+        false => None,
+    };
+    let now = crate::clock::now_unix();
+    let r = crate::static_key::rotate(path, bits, days * 86_400, now, m.opt_present("force"))?;
+    Ok(format!(
+        "rotated: old={} new={}; the old key vouches for the new one until {}",
+        r.old_fingerprint,
+        r.new_fingerprint,
+        crate::clock::timestamp(r.not_after)
+    ))
+}
+
 /// The static key and certificate of handshake v2 beside `path`, if they
 /// exist. Expiry is logged, loudly: clients refuse an expired certificate
 /// (and defer rather than go plain), so it must be renewed.

@@ -180,29 +180,33 @@ impl HostKey {
     /// the key goes to a temporary file first and is then hard-linked into place,
     /// which fails if the target exists.
     pub fn save_new(&self, path: &Path) -> Result<(), Error> {
-        let pem = self
-            .private
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| Error::Key(format!("cannot encode key: {e}")))?;
         if path.exists() {
             return Err(Error::Key(format!(
                 "{} exists; refusing to overwrite a host key (remove it first if you mean it)",
                 path.display()
             )));
         }
-        let tmp = temp_path(path);
-        let result = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(pem.as_bytes())?;
-            f.sync_all()?;
-            fs::hard_link(&tmp, path)
-        })();
-        let _ = fs::remove_file(&tmp);
-        result.map_err(|e| Error::Key(format!("cannot create {}: {e}", path.display())))
+        self.save(path, false)
+    }
+
+    /// Write the key as PKCS#8 PEM, mode 0600, through a temporary file:
+    /// hard-linked into place (fails if `path` exists), or with `replace`
+    /// renamed over it (a reader sees the old key or the new, never half).
+    pub fn save(&self, path: &Path, replace: bool) -> Result<(), Error> {
+        let pem = self
+            .private
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| Error::Key(format!("cannot encode key: {e}")))?;
+        let place: fn(&Path, &Path) -> std::io::Result<()> = match replace {
+            true => |t: &Path, p: &Path| fs::rename(t, p),
+            false => |t: &Path, p: &Path| fs::hard_link(t, p),
+        };
+        write_via_temp(path, pem.as_bytes(), 0o600, place)
+    }
+
+    /// The modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.private.n().bit_width() as usize
     }
 
     pub fn private(&self) -> &PrivateKey {
@@ -220,9 +224,38 @@ impl HostKey {
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    let mut name = path.as_os_str().to_os_string();
     name.push(format!(".tmp.{}", std::process::id()));
-    path.with_file_name(name)
+    PathBuf::from(name)
+}
+
+/// Write `contents` to a fresh temporary file beside `path`, then `place` it.
+/// A file it replaces keeps its owner (root rotating a key that the
+/// blackpony user reads must not take it away from that user).
+pub(crate) fn write_via_temp(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    place: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        if let Ok(old) = fs::metadata(path) {
+            if (old.uid(), old.gid()) != (f.metadata()?.uid(), f.metadata()?.gid()) {
+                std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()))?;
+            }
+        }
+        f.write_all(contents)?;
+        f.sync_all()?;
+        place(&tmp, path)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result.map_err(|e| Error::Key(format!("{}: cannot write: {e}", path.display())))
 }
 
 /// `SHA256:` and the unpadded base64 SHA-256 of the SubjectPublicKeyInfo DER,

@@ -65,6 +65,13 @@ pub const STATIC_CERT_WARN_BEFORE: Duration = Duration::from_secs(14 * 24 * 3600
 /// issued, so a peer whose clock is behind ours still accepts it at once.
 pub const STATIC_CERT_BACKDATE: Duration = Duration::from_secs(24 * 3600);
 
+/// How long `blackpony --rotate-key` has the old key vouch for the new one
+/// by default (`--transition-days`): a peer that sends only once a season
+/// still finds the statement and follows. A longer window costs nothing in
+/// security: whoever holds the old key can impersonate it to peers still
+/// pinned to it, statement or not.
+pub const ROTATION_TRANSITION: Duration = Duration::from_secs(90 * 24 * 3600);
+
 /// Largest static-key certificate: 24 label + 32 + 16 + 2 + 550 (SPKI of a
 /// 4096-bit key) + 2 + 512 (signature) = 1138 bytes, rounded up.
 pub const MAX_STATIC_CERT: usize = 2048;

@@ -313,15 +313,18 @@ impl Session<'_> {
                 identity: self.cfg.identity.as_deref(),
                 cached: cached.as_ref(),
             };
-            let mut refused = None;
+            let (mut refused, mut moved) = (None, None);
             let (cfg, dest, mx_name, policy) = (self.cfg, &self.dest, &self.mx_name, self.policy);
-            let mut pin_check = |fp: &str| match verdict_for(cfg, dest, mx_name, policy, Some(fp))?
-            {
-                Verdict::Defer(reason) => {
-                    refused = Some(reason.clone());
-                    Err(Error::Policy(reason))
+            let mut pin_check = |fp: &str, vouch: Option<&str>| {
+                let (verdict, from) = verdict_for(cfg, dest, mx_name, policy, Some((fp, vouch)))?;
+                moved = moved.take().or(from);
+                match verdict {
+                    Verdict::Defer(reason) => {
+                        refused = Some(reason.clone());
+                        Err(Error::Policy(reason))
+                    }
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
             };
             let result = switch::request(
                 &mut self.remote,
@@ -331,6 +334,7 @@ impl Session<'_> {
                 line,
                 &mut pin_check,
             );
+            self.summary.pin_moved_from = moved;
             if let Some(reason) = refused {
                 self.summary.peer_fingerprint = None;
                 log::error!("{} ({}): deferring: {reason}", self.mx_host, self.dest);
@@ -386,8 +390,8 @@ impl Session<'_> {
 
     /// The policy verdict for this session; `Some(reason)` means defer.
     fn check_policy(&mut self) -> Result<Option<String>, Error> {
-        let fp = self.summary.peer_fingerprint.as_deref();
-        let verdict = verdict_for(self.cfg, &self.dest, &self.mx_name, self.policy, fp)?;
+        let fp = self.summary.peer_fingerprint.as_deref().map(|f| (f, None));
+        let (verdict, _) = verdict_for(self.cfg, &self.dest, &self.mx_name, self.policy, fp)?;
         Ok(match verdict {
             Verdict::Proceed => {
                 set_verdict(&mut self.summary, summary::Verdict::Ok);
@@ -462,25 +466,40 @@ impl Session<'_> {
 }
 
 /// The policy's verdict on what was seen of `mx_name`, an MX of `dest`:
-/// `fp` its key fingerprint if encrypted, None if plain.
+/// `fp` its key fingerprint if encrypted (with the old key that vouches for
+/// it by a continuity statement, if any), None if plain. A rotation signed
+/// by the pinned key moves the pins first; the key they moved from comes
+/// back with the verdict.
 fn verdict_for(
     cfg: &OutboundConfig,
     dest: &str,
     mx_name: &str,
     policy: Policy,
-    fp: Option<&str>,
-) -> Result<Verdict, Error> {
-    let known = cfg
-        .known_peers
-        .known(dest, mx_name)
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let seen = match fp {
+    fp: Option<(&str, Option<&str>)>,
+) -> Result<(Verdict, Option<String>), Error> {
+    let store = |e: crate::peers::PeersError| Error::Config(e.to_string());
+    let mut known = cfg.known_peers.known(dest, mx_name).map_err(store)?;
+    let mut moved = None;
+    if let Some((new, Some(old))) = fp {
+        if policy::follows_rotation(&known, new, old) {
+            if cfg
+                .known_peers
+                .move_pin(dest, mx_name, old, new)
+                .map_err(store)?
+            {
+                moved = Some(old.to_owned());
+                log::info!("{mx_name} ({dest}): pin moved (continuity statement by the old key): old={old} new={new}");
+            }
+            known = cfg.known_peers.known(dest, mx_name).map_err(store)?;
+        }
+    }
+    let seen = match fp.map(|(fp, _)| fp) {
         Some(fp) => Observation::Encrypted {
             fingerprint: fp.to_string(),
         },
         None => Observation::Plain,
     };
-    Ok(policy::decide(policy, &known, &seen))
+    Ok((policy::decide(policy, &known, &seen), moved))
 }
 
 /// Whether a command, once answered 250, completes a message.

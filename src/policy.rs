@@ -373,6 +373,24 @@ pub fn decide(policy: Policy, known: &Known, seen: &Observation) -> Verdict {
     }
 }
 
+/// Whether a continuity statement by the key `signer` (verified: signature,
+/// window, and it names `fingerprint`, the key the peer just proved it
+/// holds) lets the pins move from `signer` to `fingerprint`: the signer must
+/// be what is pinned, for the host or among the domain's keys, and neither
+/// pin may hold anything but the signer or the new key. Then the caller
+/// moves them ([`crate::peers::KnownPeers::move_pin`]) before [`decide`],
+/// under every policy: a rotation the pinned key signed is no key change.
+/// A statement by any other key, or one that does not verify, changes
+/// nothing: the new key stays a key change.
+pub fn follows_rotation(known: &Known, fingerprint: &str, signer: &str) -> bool {
+    let ours = |fp: &str| fp == signer || fp == fingerprint;
+    let host_ok = known.host.as_ref().is_none_or(|p| ours(&p.fingerprint));
+    let domain_ok = known.domain.is_empty() || known.domain.iter().any(|d| ours(&d.fingerprint));
+    let signer_pinned = known.host.as_ref().is_some_and(|p| p.fingerprint == signer)
+        || known.domain.iter().any(|d| d.fingerprint == signer);
+    signer != fingerprint && host_ok && domain_ok && signer_pinned
+}
+
 /// What is wrong with `seen` given the pins, whatever the policy.
 fn problem(known: &Known, seen: &Observation) -> Option<String> {
     let domain = known.domain.first().map(|d| d.name.as_str());

@@ -12,16 +12,18 @@
 //!               base64: 44 characters) LF.  70 bytes in all.
 //! <key>.cert    public, mode 0644: one line, "blackpony-static-cert" SP
 //!               base64(certificate, src/cert.rs) LF.
+//! <key>.continuity  public, mode 0644, only after `--rotate-key`: one line,
+//!               "blackpony-continuity" SP base64(continuity statement,
+//!               src/cert.rs) LF. Presented in the handshake until it expires.
 //! ```
 //!
 //! One text line each so an admin can tell them apart with `head -c 30`, and
 //! so the certificate can be pasted into a mail or a peer's configuration.
-//! The private key file is created once and never overwritten; the
-//! certificate is replaced atomically at each renewal.
+//! The private key file is created once and replaced only by a rotation
+//! ([`rotate`]); the certificate is replaced atomically at each renewal.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -29,12 +31,13 @@ use zeroize::Zeroizing;
 
 use crate::cert::{self, CertError, VerifiedCert};
 use crate::keys::HostKey;
-use crate::limits::{STATIC_CERT_BACKDATE, STATIC_CERT_VALIDITY};
+use crate::limits::{MAX_STATIC_CERT, STATIC_CERT_BACKDATE, STATIC_CERT_VALIDITY};
 use crate::Error;
 use base64ct::{Base64, Encoding};
 
 pub const PRIVATE_HEADER: &str = "blackpony-x25519-private";
 pub const CERT_HEADER: &str = "blackpony-static-cert";
+pub const CONTINUITY_HEADER: &str = "blackpony-continuity";
 
 /// Our static key pair and the certificate that vouches for it. No Debug:
 /// it holds the secret (which zeroizes itself on drop).
@@ -46,16 +49,29 @@ pub struct StaticIdentity {
     /// Its contents. [`load`] checks the layout and that it certifies
     /// `public`; [`issue_for`] also checks the signature.
     pub verified: VerifiedCert,
+    /// The continuity statement of the last rotation and its end, if
+    /// `<key>.continuity` holds one (expired or not).
+    pub continuity: Option<(Vec<u8>, u64)>,
+}
+
+impl StaticIdentity {
+    /// The continuity statement to present at `now`: none after its end.
+    pub fn continuity_at(&self, now: u64) -> Option<&[u8]> {
+        let (bytes, not_after) = self.continuity.as_ref()?;
+        (now <= *not_after).then_some(bytes.as_slice())
+    }
 }
 
 /// `<key>.x25519` and `<key>.cert` for the RSA key at `rsa_key`.
 pub fn paths_for(rsa_key: &Path) -> (PathBuf, PathBuf) {
-    let with = |ext: &str| {
-        let mut name = rsa_key.as_os_str().to_os_string();
-        name.push(ext);
-        PathBuf::from(name)
-    };
-    (with(".x25519"), with(".cert"))
+    (beside(rsa_key, ".x25519"), beside(rsa_key, ".cert"))
+}
+
+/// `<key><ext>`: the files that go with the RSA key at `rsa_key`.
+pub fn beside(rsa_key: &Path, ext: &str) -> PathBuf {
+    let mut name = rsa_key.as_os_str().to_os_string();
+    name.push(ext);
+    PathBuf::from(name)
 }
 
 fn key_error(path: &Path, what: impl std::fmt::Display) -> Error {
@@ -110,15 +126,23 @@ fn load_secret(path: &Path) -> Result<StaticSecret, Error> {
 /// for another static key. Neither the certificate's signature (checked by
 /// [`issue_for`] and by every peer) nor its window is checked here.
 pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
+    // [`rotate`] renames the static key, then the certificate: a load
+    // between the two renames sees a mismatch. Try again shortly (the
+    // rotating process may lose the CPU between them); only a broken
+    // install pays the 140 ms.
+    for wait in [20, 40, 80] {
+        if let Ok(id) = load_once(rsa_key) {
+            return Ok(id);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+    }
+    load_once(rsa_key)
+}
+
+fn load_once(rsa_key: &Path) -> Result<StaticIdentity, Error> {
     let (secret_path, cert_path) = paths_for(rsa_key);
     let secret = load_secret(&secret_path)?;
-    let cert_bytes = read_line_file(
-        &cert_path,
-        CERT_HEADER,
-        crate::limits::MAX_STATIC_CERT,
-        false,
-    )?
-    .to_vec();
+    let cert_bytes = read_line_file(&cert_path, CERT_HEADER, MAX_STATIC_CERT, false)?.to_vec();
     let public = PublicKey::from(&secret).to_bytes();
     let verified = cert::parse_own(&cert_bytes)
         .and_then(|c| {
@@ -139,35 +163,23 @@ pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
         public,
         cert_bytes,
         verified,
+        continuity: load_continuity(rsa_key),
     })
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
-    PathBuf::from(name)
-}
-
-/// Write `contents` to a fresh temporary file beside `path`, then `place` it.
-fn write_via_temp(
-    path: &Path,
-    contents: &[u8],
-    mode: u32,
-    place: fn(&Path, &Path) -> std::io::Result<()>,
-) -> Result<(), Error> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        place(&tmp, path)
-    })();
-    let _ = fs::remove_file(&tmp);
-    result.map_err(|e| key_error(path, format_args!("cannot write: {e}")))
+/// `<key>.continuity`, if there is one. A file that does not load is logged
+/// and ignored: without it peers see an unsigned key change, which they
+/// defer; refusing the connection would help no one.
+fn load_continuity(rsa_key: &Path) -> Option<(Vec<u8>, u64)> {
+    let path = beside(rsa_key, ".continuity");
+    if !path.exists() {
+        return None;
+    }
+    let bytes = read_line_file(&path, CONTINUITY_HEADER, MAX_STATIC_CERT, false).and_then(|b| {
+        let c = cert::parse_own_continuity(&b).map_err(|e| key_error(&path, e))?;
+        Ok((b.to_vec(), c.not_after))
+    });
+    bytes.map_err(|e| log::error!("{e}; not presented")).ok()
 }
 
 /// Make sure a static key exists and issue it a fresh certificate valid from
@@ -187,7 +199,7 @@ pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
         ));
         // Hard link fails if the name exists: a key made meanwhile by a
         // concurrent run wins, and is the one loaded below.
-        match write_via_temp(&secret_path, line.as_bytes(), 0o600, |t, p| {
+        match crate::keys::write_via_temp(&secret_path, line.as_bytes(), 0o600, |t, p| {
             fs::hard_link(t, p)
         }) {
             Err(_) if secret_path.exists() => {}
@@ -195,14 +207,95 @@ pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
         }
     }
     let public = PublicKey::from(&load_secret(&secret_path)?).to_bytes();
+    let line = cert_line(&host, &public, now, &cert_path)?;
+    crate::keys::write_via_temp(&cert_path, line.as_bytes(), 0o644, |t, p| fs::rename(t, p))?;
+    load(rsa_key)
+}
+
+/// What [`rotate`] did.
+pub struct Rotated {
+    pub old_fingerprint: String,
+    pub new_fingerprint: String,
+    /// The end of the transition: the statement is presented until then.
+    pub not_after: u64,
+}
+
+/// `--rotate-key`: a new RSA host key of `bits` bits (default: the old
+/// key's size), a continuity statement by the old key over it for
+/// `transition` seconds, a new static key and its certificate. Every file is
+/// replaced by rename, the continuity statement first and the certificate
+/// last, so a running server (LiveIdentity watches the certificate) takes
+/// the new identity whole. The old RSA key is not kept: its one remaining
+/// use was to sign the statement, and kept on disk it would stay a key
+/// that opens every peer still pinned to it. Refuses while a statement of
+/// an earlier rotation is still presented (peers pinned to the key before
+/// it would see an unsigned change), unless `force`.
+pub fn rotate(
+    rsa_key: &Path,
+    bits: Option<usize>,
+    transition: u64,
+    now: u64,
+    force: bool,
+) -> Result<Rotated, Error> {
+    let old = HostKey::load(rsa_key)?;
+    if let Some(end) = load_continuity(rsa_key)
+        .map(|(_, end)| end)
+        .filter(|&e| now <= e && !force)
+    {
+        return Err(Error::Key(format!(
+            "the transition of the last rotation runs until {}; peers that have not \
+             followed it yet would see an unsigned change (--force to rotate anyway)",
+            crate::clock::timestamp(end)
+        )));
+    }
+    let new = HostKey::generate(bits.unwrap_or_else(|| old.bits()))?;
+    let not_before = now.saturating_sub(STATIC_CERT_BACKDATE.as_secs());
+    let not_after = now.saturating_add(transition);
+    let statement = cert::issue_continuity(&old, new.public_der(), not_before, not_after);
+    let line = format!(
+        "{CONTINUITY_HEADER} {}\n",
+        Base64::encode_string(&statement)
+    );
+    crate::keys::write_via_temp(
+        &beside(rsa_key, ".continuity"),
+        line.as_bytes(),
+        0o644,
+        |t, p| fs::rename(t, p),
+    )?;
+    new.save(rsa_key, true)?;
+    let secret = StaticSecret::random();
+    let (secret_path, cert_path) = paths_for(rsa_key);
+    let cert = cert_line(&new, &PublicKey::from(&secret).to_bytes(), now, &cert_path)?;
+    let secret_line = Zeroizing::new(format!(
+        "{PRIVATE_HEADER} {}\n",
+        Base64::encode_string(secret.as_bytes())
+    ));
+    // Both files written and synced first, then renamed one right after the
+    // other: a loader between the renames sees a mismatch for microseconds,
+    // and its retry ([`load`]) the new pair.
+    crate::keys::write_via_temp(&secret_path, secret_line.as_bytes(), 0o600, |t, p| {
+        crate::keys::write_via_temp(&cert_path, cert.as_bytes(), 0o644, |t2, p2| {
+            fs::rename(t, p).and_then(|_| fs::rename(t2, p2))
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))
+    })?;
+    load(rsa_key)?;
+    Ok(Rotated {
+        old_fingerprint: old.fingerprint(),
+        new_fingerprint: new.fingerprint(),
+        not_after,
+    })
+}
+
+/// The certificate file's line: a certificate by `host` for `public`, valid
+/// from `now` (less a day of clock skew) for 90 days, checked before it
+/// replaces a working one.
+fn cert_line(host: &HostKey, public: &[u8; 32], now: u64, path: &Path) -> Result<String, Error> {
     let not_before = now.saturating_sub(STATIC_CERT_BACKDATE.as_secs());
     let not_after = now.saturating_add(STATIC_CERT_VALIDITY.as_secs());
-    let cert = cert::issue(&host, &public, not_before, not_after);
-    let line = format!("{CERT_HEADER} {}\n", Base64::encode_string(&cert));
-    // Check what we signed before it replaces a working certificate.
-    cert::parse_signed(&cert).map_err(|e| key_error(&cert_path, e))?;
-    write_via_temp(&cert_path, line.as_bytes(), 0o644, |t, p| fs::rename(t, p))?;
-    load(rsa_key)
+    let cert = cert::issue(host, public, not_before, not_after);
+    cert::parse_signed(&cert).map_err(|e| key_error(path, e))?;
+    Ok(format!("{CERT_HEADER} {}\n", Base64::encode_string(&cert)))
 }
 
 /// The static identity of a long-running server (`--listen`, socket

@@ -83,6 +83,8 @@ pub struct Summary {
     pub suite: Option<SuiteId>,
     /// The peer's host key fingerprint, for keyed suites.
     pub peer_fingerprint: Option<String>,
+    /// Outbound: the key the pins moved from, by the peer's continuity statement.
+    pub pin_moved_from: Option<String>,
     /// Bytes received from and sent to the peer (client or remote MX).
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -96,6 +98,7 @@ impl Summary {
             side,
             suite: None,
             peer_fingerprint: None,
+            pin_moved_from: None,
             bytes_in: 0,
             bytes_out: 0,
             started: Instant::now(),
@@ -134,8 +137,12 @@ impl Summary {
                     .as_ref()
                     .map_or_else(|| "-".into(), |m| format!("{}[{}]", m.host, m.addr));
                 let verdict = verdict.as_str();
+                let moved = self
+                    .pin_moved_from
+                    .as_ref()
+                    .map_or_else(String::new, |old| format!(" pin_moved_from={old}"));
                 format!(
-                    "delivery dest={dest} mx={mx} suite={suite} peer={peer} policy={policy} verdict={verdict} out={out} in={inn} duration={secs:.3}s reply=\"{last_reply}\" end={end}"
+                    "delivery dest={dest} mx={mx} suite={suite} peer={peer}{moved} policy={policy} verdict={verdict} out={out} in={inn} duration={secs:.3}s reply=\"{last_reply}\" end={end}"
                 )
             }
         }

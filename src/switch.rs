@@ -205,20 +205,25 @@ fn serve_v2(
     Ok(Some(on))
 }
 
+/// The client's pin decision on a server's key fingerprint and, with it,
+/// the fingerprint of an old key whose continuity statement vouches for it.
+pub type PinCheck<'a> = dyn FnMut(&str, Option<&str>) -> Result<(), Error> + 'a;
+
 /// Client side: ask `remote` for `suite` (from the list it `offered`), run
 /// the handshake, and send `inner_ehlo` inside the new channel. `inner_ehlo`
 /// must be the outer EHLO line resent byte for byte (PROTOCOL 1.3): v2's
 /// prologue binds it, and the server binds the outer one. Returns the
 /// reply to the inner EHLO and what was switched to. For keyed suites
-/// `pin_check` sees the server's fingerprint before anything of ours but the
-/// handshake itself leaves: an `Err` from it ends the session there.
+/// `pin_check` sees the server's fingerprint (and, v2 XX, that of an old key
+/// whose continuity statement vouches for it) before anything of ours but
+/// the handshake itself leaves: an `Err` from it ends the session there.
 pub fn request(
     remote: &mut Peer,
     side: &ClientSide,
     suite: SuiteId,
     offered: &str,
     inner_ehlo: &[u8],
-    pin_check: &mut dyn FnMut(&str) -> Result<(), Error>,
+    pin_check: &mut PinCheck,
 ) -> Result<(Reply, Switched), Error> {
     if suite == SuiteId::Noise {
         let id = side
@@ -226,7 +231,7 @@ pub fn request(
             .ok_or_else(|| Error::Key(format!("no static key: cannot use {suite}")))?;
         let fits = inner_ehlo.len() <= noise_suite::IK_MAX_EHLO;
         if let Some(cached) = side.cached.filter(|_| fits) {
-            pin_check(&cached.fingerprint)?;
+            pin_check(&cached.fingerprint, None)?;
             match request_ik(remote, id, cached, offered, inner_ehlo)? {
                 Some(done) => return Ok(done),
                 None => log::info!("stale cached static key; starting over with XX"),
@@ -255,7 +260,7 @@ pub fn request(
     let mut src = buffered_rest(remote);
     let hello = message::read(&mut src, SERVER_HELLO).map_err(|_| Error::Crypto)?;
     let (flight, keys, awaiting) = start.on_server_hello(&hello)?;
-    pin_check(&keys.peer_fingerprint)?;
+    pin_check(&keys.peer_fingerprint, None)?;
     let Keys {
         sealer,
         opener,
@@ -280,7 +285,7 @@ fn request_xx(
     id: &StaticIdentity,
     offered: &str,
     inner_ehlo: &[u8],
-    pin_check: &mut dyn FnMut(&str) -> Result<(), Error>,
+    pin_check: &mut PinCheck,
 ) -> Result<(Reply, Switched), Error> {
     let prologue = noise_suite::prologue(offered, NOISE, inner_ehlo);
     let (state, msg1) = ClientXx::start(id, &prologue)?;
@@ -288,9 +293,9 @@ fn request_xx(
     remote.send(format!("{KEYWORD} {NOISE} XX {msg1}\r\n").as_bytes())?;
     expect_go_ahead(remote)?;
     let mut src = buffered_rest(remote);
-    let (verified, peer) = state.on_msg2(&read_body(&mut src, NOISE_MESSAGE)?)?;
+    let (verified, peer, vouch) = state.on_msg2(&read_body(&mut src, NOISE_MESSAGE)?)?;
     // The pin decision before msg3: a refused server learns nothing more.
-    pin_check(&peer.fingerprint)?;
+    pin_check(&peer.fingerprint, vouch.as_deref())?;
     let server_cert = verified.cert_s.clone();
     let (msg3, keys) = verified.finish(id)?;
     let mut w = sealed_writer(remote, keys.sealer);

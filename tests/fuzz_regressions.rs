@@ -271,7 +271,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let prologue = common::noise_prologue();
     let (c, xx1) = ClientXx::start(peer, &prologue).unwrap();
     let (srv, xx2) = ServerXx::start(server, &prologue, &xx1).unwrap();
-    let (verified, _) = c.on_msg2(&xx2).unwrap();
+    let (verified, _, _) = c.on_msg2(&xx2).unwrap();
     let (xx3, _) = verified.finish(peer).unwrap();
     srv.on_msg3(&xx3).unwrap();
     let ehlo = b"EHLO fuzz.example\r\n";

@@ -196,7 +196,7 @@ const HS_BODY: &[u8] = b"Subject: hs\r\n\r\nhandshake attack\r\n";
 fn tampered_or_truncated_xx_messages_defer_and_never_go_plain() {
     let (_, kb) = test_keys();
     let dir = scratch("v2-hs-tamper");
-    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
+    let (sink, _d, inbound) = v2_server(kb, &dir.join("in.log"));
     for msg in [Msg::One, Msg::Two, Msg::Three] {
         for attack in [HsAttack::Flip, HsAttack::Truncate] {
             let what = format!("{msg:?}/{attack:?}");
@@ -224,7 +224,7 @@ fn stale_xx_messages_from_another_session_defer() {
     let (_, kb) = test_keys();
     let dir = scratch("v2-hs-stale");
     for msg in [Msg::One, Msg::Two, Msg::Three] {
-        let (sink, _d, inbound) = v2_server(&kb, &dir.join(format!("in-{msg:?}.log")));
+        let (sink, _d, inbound) = v2_server(kb, &dir.join(format!("in-{msg:?}.log")));
         let relay = Relay::with(inbound, Tamper::Handshake(msg, HsAttack::Stale));
         let first = v2_args(relay.addr.port(), &dir, &format!("{msg:?}-1"), &[]);
         let run = run_mailer(
@@ -269,7 +269,7 @@ fn stale_xx_messages_from_another_session_defer() {
 fn ik_messages_tampered() {
     let (_, kb) = test_keys();
     let dir = scratch("v2-hs-ik");
-    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
+    let (sink, _d, inbound) = v2_server(kb, &dir.join("in.log"));
     let relay = Relay::start(inbound);
     let mut n = 0;
     for attack in [HsAttack::Flip, HsAttack::Truncate] {
@@ -336,7 +336,7 @@ fn ik_messages_tampered() {
 fn wrong_pin_under_tofu_defers_at_ehlo_with_nothing_sent() {
     let (ka, kb) = test_keys();
     let dir = scratch("v2-wrong-pin");
-    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
+    let (sink, _d, inbound) = v2_server(kb, &dir.join("in.log"));
     let relay = Relay::start(inbound);
     // The pin names another key (a's) for this host.
     let known = dir.join("p.known_peers");
@@ -384,7 +384,7 @@ fn replayed_ik_first_flight_gets_only_the_ehlo_answered() {
     use std::io::{BufRead, BufReader, Read, Write};
     let (_, kb) = test_keys();
     let dir = scratch("v2-ik-replay");
-    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
+    let (sink, _d, inbound) = v2_server(kb, &dir.join("in.log"));
     let relay = Relay::start(inbound);
     let args = v2_args(relay.addr.port(), &dir, "r", &[]);
     for i in 0..2 {
@@ -536,7 +536,7 @@ fn server_certificate_expired_not_yet_valid_or_foreign_is_refused() {
 fn client_certificate_expired_not_yet_valid_or_foreign_is_refused() {
     let (ka, kb) = test_keys();
     let dir = scratch("v2-bad-client-cert");
-    let (sink, _d, inbound) = v2_server(&kb, &dir.join("in.log"));
+    let (sink, _d, inbound) = v2_server(kb, &dir.join("in.log"));
     let relay = Relay::start(inbound);
     for (what, cert) in bad_certs(ka, kb) {
         let k = key_with_cert(&dir, ka, &format!("{what}.key"), &cert);

@@ -347,7 +347,7 @@ fn four_gib_length_prefix_closes_at_once_in_small_memory() {
                 suite,
                 &offered,
                 b"EHLO client.test\r\n",
-                &mut |_| Ok(()),
+                &mut |_, _| Ok(()),
             )
             .unwrap();
             assert_eq!(inner.code, 250);

@@ -231,7 +231,8 @@ fn keyed_handshake(peer: &mut Peer, key_path: &Path, suite: SuiteId) -> (Reply, 
     };
     let inner = inner_ehlo_for(suite);
     let (reply, on) =
-        blackpony::switch::request(peer, &side, suite, &offered, inner, &mut |_| Ok(())).unwrap();
+        blackpony::switch::request(peer, &side, suite, &offered, inner, &mut |_, _| Ok(()))
+            .unwrap();
     (reply, on.peer_fingerprint)
 }
 

@@ -566,6 +566,7 @@ pub fn test_identity(n: usize) -> &'static StaticIdentity {
                 public,
                 cert_bytes,
                 verified,
+                continuity: None,
             }
         })
     })[n]

@@ -307,6 +307,47 @@ impl KnownPeers {
         })
     }
 
+    /// Moves the pins of host `host` and domain `domain` that hold `old` to
+    /// `new` (first-seen restarts today): a rotation that `old` signed
+    /// ([`crate::policy::follows_rotation`]). A domain that already has
+    /// `new` just loses `old`. Returns whether anything moved.
+    pub fn move_pin(
+        &self,
+        domain: &str,
+        host: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, PeersError> {
+        let (domain, host) = (normalize_host(domain)?, normalize_host(host)?);
+        check_token("fingerprint", new)?;
+        let today = today();
+        self.update(|lines| {
+            let ours = |r: &PeerRecord| match r.kind {
+                PinKind::Host => r.name == host,
+                PinKind::Domain => r.name == domain,
+            };
+            let has_new = lines.iter().any(|l| {
+                matches!(l, Line::Peer(r) if r.kind == PinKind::Domain && ours(r) && r.fingerprint == new)
+            });
+            let before = lines.len();
+            lines.retain(|l| {
+                !matches!(l, Line::Peer(r) if has_new && r.kind == PinKind::Domain && ours(r) && r.fingerprint == old)
+            });
+            let mut moved = lines.len() != before;
+            for l in lines.iter_mut() {
+                if let Line::Peer(r) = l {
+                    if ours(r) && r.fingerprint == old {
+                        r.fingerprint = new.to_owned();
+                        r.first_seen = today.clone();
+                        r.last_seen = today.clone();
+                        moved = true;
+                    }
+                }
+            }
+            (moved, moved)
+        })
+    }
+
     /// Removes every pin named `name`: the host pin of that name and all
     /// keys of the domain of that name (`example.org` is a domain,
     /// `mx1.example.org` a host; a name that is both loses both).

@@ -7,8 +7,8 @@
 //!
 //! ```text
 //! prologue = vec16("blackpony/2") || vec16(offered list) || vec16(suite) || vec16(outer EHLO line)
-//! XX:  C: XBLACKPONY <suite> XX base64(msg1: e)
-//!      S: 220 ... CRLF || frame(4, msg2: e, ee, s, es, payload = certificate_s)
+//! XX:  C: XBLACKPONY <suite> XX base64(msg1: e, payload = flags)
+//!      S: 220 ... CRLF || frame(4, msg2: e, ee, s, es, payload = certificate_s [|| continuity])
 //!      C: frame(4, msg3: s, se, payload = certificate_c) || records...
 //! IK:  C: XBLACKPONY <suite> IK base64(msg1: e, es, s, ss, payload = inner EHLO line)
 //!      S: 220 ... CRLF || frame(4, msg2: e, ee, se, payload = reply to the inner EHLO)
@@ -38,6 +38,11 @@ pub const IK_MAX_EHLO: usize = 252;
 pub const NOISE_MESSAGE: u8 = 4;
 /// The frame type of the client's certificate, first thing in its records (IK).
 pub const IDENTITY: u8 = 5;
+
+/// XX msg1 payload, bit 0 of its first byte: "send me your continuity
+/// statement". A server that predates it ignores msg1's payload; a client
+/// that does not set it gets the certificate alone.
+pub const WANT_CONTINUITY: u8 = 0x01;
 
 /// The prologue both sides hash first: any edit of the offered list, the
 /// suite or the EHLO line by an attacker makes msg2 fail to decrypt.
@@ -89,24 +94,37 @@ impl ClientXx {
     pub fn start(id: &StaticIdentity, prologue: &[u8]) -> Result<(Self, Vec<u8>), Error> {
         let mut hs = HandshakeState::new(Pattern::XX, true, prologue, Some(secret(id)), None)
             .map_err(fail)?;
-        let msg1 = hs.write_message(&[]).map_err(fail)?;
+        let msg1 = hs.write_message(&[WANT_CONTINUITY]).map_err(fail)?;
         Ok((ClientXx(hs), msg1))
     }
 
-    /// msg2 in: the server's certificate, checked. The caller decides on
-    /// the pin before calling [`ClientXxVerified::finish`], so nothing of
-    /// ours leaves before that decision.
-    pub fn on_msg2(mut self, msg2: &[u8]) -> Result<(ClientXxVerified, VerifiedCert), Error> {
-        let cert_s = self.0.read_message(msg2).map_err(fail)?;
-        let peer = check_peer(&self.0, &cert_s)?;
-        Ok((
-            ClientXxVerified {
-                hs: self.0,
-                peer: peer.clone(),
-                cert_s,
-            },
-            peer,
-        ))
+    /// msg2 in: the server's certificate, checked, and the fingerprint of
+    /// the old key that vouches for it if a valid continuity statement
+    /// came with it (one that does not verify is logged and ignored: the
+    /// key then is simply not vouched for). The caller decides on the pin
+    /// before calling [`ClientXxVerified::finish`], so nothing of ours
+    /// leaves before that decision.
+    pub fn on_msg2(
+        mut self,
+        msg2: &[u8],
+    ) -> Result<(ClientXxVerified, VerifiedCert, Option<String>), Error> {
+        let payload = self.0.read_message(msg2).map_err(fail)?;
+        let (cert_s, statement) = cert::split_payload(&payload).ok_or(Error::Crypto)?;
+        let peer = check_peer(&self.0, cert_s)?;
+        let now = crate::clock::now_unix();
+        let vouch = (!statement.is_empty())
+            .then(|| cert::verify_continuity(statement, now, &peer.spki_der))
+            .and_then(|r| {
+                r.map_err(|e| log::warn!("continuity statement ignored: {e}"))
+                    .ok()
+            })
+            .map(|s| s.fingerprint);
+        let verified = ClientXxVerified {
+            hs: self.0,
+            peer: peer.clone(),
+            cert_s: cert_s.to_vec(),
+        };
+        Ok((verified, peer, vouch))
     }
 }
 
@@ -165,13 +183,19 @@ impl ClientIk {
 pub struct ServerXx(HandshakeState);
 
 impl ServerXx {
-    /// msg1 in; msg2 (carrying our certificate) out. `None` if msg1 is not
+    /// msg1 in; msg2 (carrying our certificate, and our continuity
+    /// statement during a transition if the client asks) out. `None` if msg1 is not
     /// a well-formed first message (a 501 while still plain).
     pub fn start(id: &StaticIdentity, prologue: &[u8], msg1: &[u8]) -> Option<(Self, Vec<u8>)> {
         let mut hs =
             HandshakeState::new(Pattern::XX, false, prologue, Some(secret(id)), None).ok()?;
-        hs.read_message(msg1).ok()?;
-        let msg2 = hs.write_message(&id.cert_bytes).ok()?;
+        let flags = hs.read_message(msg1).ok()?;
+        let mut payload = id.cert_bytes.clone();
+        if flags.first().is_some_and(|f| f & WANT_CONTINUITY != 0) {
+            let now = crate::clock::now_unix();
+            payload.extend_from_slice(id.continuity_at(now).unwrap_or_default());
+        }
+        let msg2 = hs.write_message(&payload).ok()?;
         Some((ServerXx(hs), msg2))
     }
 

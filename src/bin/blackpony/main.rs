@@ -70,7 +70,22 @@ fn options() -> getopts::Options {
         "renew-cert",
         "make the static key if missing and renew its certificate when it is due (for a daily timer; --force: always)",
     );
-    o.optflag("", "force", "with --renew-cert: renew even if not due");
+    o.optflag(
+        "",
+        "rotate-key",
+        "replace the host key at --key with a new one; the old key signs a continuity statement that peers pinned to it follow (see --transition-days)",
+    );
+    o.optopt(
+        "",
+        "transition-days",
+        "with --rotate-key: how long the statement is presented (default 90)",
+        "N",
+    );
+    o.optflag(
+        "",
+        "force",
+        "with --renew-cert: renew even if not due; with --rotate-key: rotate during the transition of the last rotation",
+    );
     o.optopt(
         "",
         "key-bits",
@@ -87,7 +102,8 @@ fn usage(o: &getopts::Options) -> String {
         "Usage: blackpony [--backend HOST:PORT] [--listen ADDR:PORT] [--key FILE] [--allow-rot]\n\
          \x20                [--log FILE] [--timeout SECS] [--session-timeout SECS] [--source ADDR] [--proxy-protocol v1|v2] [--xclient]\n\
          \x20                [--max-connections N] [--shutdown-grace SECS] [--allow-bare-newline]\n\
-         \x20      blackpony --generate-key [--key FILE]   |   blackpony --fingerprint [--key FILE]\n\n\
+         \x20      blackpony --generate-key [--key FILE]   |   blackpony --fingerprint [--key FILE]\n\
+         \x20      blackpony --renew-cert [--force] [--key FILE]   |   blackpony --rotate-key [--transition-days N] [--key FILE]\n\n\
          The inbound side of blackpony. Run it from inetd, xinetd or systemd (Accept=yes) on\n\
          port 25 with the client's socket on stdin/stdout; it relays SMTP to the real MTA at\n\
          --backend, adds `XBLACKPONY <suites>` to the EHLO reply and encrypts when the client\n\
@@ -129,6 +145,15 @@ fn main() -> ExitCode {
     }
     if m.opt_present("renew-cert") {
         return match cli::renew_cert(&key_path, m.opt_present("force")) {
+            Ok(msg) => {
+                println!("{msg}: {}", key_path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => terminal_error(&e),
+        };
+    }
+    if m.opt_present("rotate-key") {
+        return match cli::rotate_key(&key_path, &m) {
             Ok(msg) => {
                 println!("{msg}: {}", key_path.display());
                 ExitCode::SUCCESS

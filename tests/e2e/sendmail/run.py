@@ -855,6 +855,109 @@ def test_admin_as_root():
                    "[7] (after chown of the store back to the mailer's user, the queue run delivers it)")
 
 
+A_PEERS = os.path.join(D, "a", "state", "known_peers")
+
+
+def fingerprint_of(key):
+    r = subprocess.run([os.path.join(BIN, "blackpony"), "--fingerprint", "--key", key],
+                       capture_output=True, text=True)
+    return r.stdout.split()[0] if r.returncode == 0 and r.stdout.split() else None
+
+
+def b_pins():
+    """A's pins for site B's v2 MX: {"host": [fp...] of mx.site-b.test, "domain": [fp...] of site-b.test}."""
+    pins = {"host": [], "domain": []}
+    for line in open(A_PEERS):
+        w = line.split()
+        if len(w) == 6 and (w[0], w[1]) in (("host", "mx.site-b.test"), ("domain", "site-b.test")):
+            pins[w[0]].append(w[2])
+    return pins
+
+
+def test_rotation():
+    with Test("11 B rotates its host key (--rotate-key): mail before, during and after the transition"):
+        old = fingerprint_of(B_KEY)
+        ok, cmds, _, lines = deliver_to_b("rot-before", "before the rotation", "[11] before the rotation")
+        report(ok and encrypted_v2(lines) and field(lines[0], "peer") == old
+               and b_pins() == {"host": [old], "domain": [old]},
+               "[11] before: delivered encrypted to B's key %s, pinned by A for mx.site-b.test and site-b.test" % old,
+               "A: %s; pins %r" % (lines, b_pins()))
+
+        # The rotation, as B's user, while inetd keeps serving.
+        r = as_b_user(os.path.join(BIN, "blackpony"), "--rotate-key", "--key", B_KEY)
+        new = fingerprint_of(B_KEY)
+        cont = B_KEY + ".continuity"
+        st, key_st = (os.stat(cont) if os.path.exists(cont) else None), os.stat(B_KEY)
+        report(r.returncode == 0 and new and new != old and old in r.stdout and new in r.stdout
+               and st is not None and st.st_mode & 0o777 == 0o644 and key_st.st_mode & 0o777 == 0o600
+               and (st.st_uid, key_st.st_uid) == (key_st.st_uid, os.stat(B_KEY + ".x25519").st_uid)
+               and not os.path.exists(B_KEY + ".old"),
+               "[11] blackpony --rotate-key as B's user: new key %s, host.key.continuity 0644, key 0600, owner kept,"
+               " the old key not kept (%s)" % (new, r.stdout.strip()), r.stdout + r.stderr)
+
+        # During the transition: A follows, silently.
+        amark = log_mark(A_LOG)
+        ok, cmds, _, lines = deliver_to_b("rot-during", "during the transition", "[11] during the transition")
+        report(ok and encrypted_v2(lines) and field(lines[0], "peer") == new and field(lines[0], "pin_moved_from") == old,
+               "[11] during: delivered encrypted with B's new key, verdict=ok (no deferral), the delivery line says"
+               " pin_moved_from=<old key>", "A: %s" % lines)
+        since = log_since(A_LOG, amark)
+        moved = [l for l in since if "pin moved" in l]
+        loud = [l for l in since if re.search(r": (warn|error): ", l)]
+        report(moved and all(": info: " in l and "old=%s" % old in l and "new=%s" % new in l for l in moved)
+               and not loud,
+               "[11] A logs 'pin moved ... old=%s new=%s' at info, no warning, no error" % (old, new),
+               "moved %r; warnings/errors %r" % (moved, loud))
+        if moved:
+            info("A: " + moved[0].split(": ", 1)[-1])
+        report(b_pins() == {"host": [new], "domain": [new]},
+               "[11] A's pins for mx.site-b.test and site-b.test now hold the new key only", repr(b_pins()))
+        report(cmds and cmds[0] and cmds[0][-1] == (V2, "XX"),
+               "[11] the rotation made a new static key: the delivery ended in XX, where the statement rides",
+               "commands %r" % cmds)
+        ok, cmds, _, lines = deliver_to_b("rot-during-2", "again during the transition", "[11] the next delivery")
+        report(ok and encrypted_v2(lines) and cmds == [[(V2, "IK")]] and field(lines[0], "peer") == new,
+               "[11] the next delivery: IK with the new key, nothing more to move", "commands %r; A: %s" % (cmds, lines))
+        report(not queue_files("a"), "[11] site A's queue is empty", mailq("a"))
+
+        # After the transition: B's key changes again and no statement is
+        # presented any more (the file removed, which is what expiry amounts
+        # to on the wire). An unsigned change: deferred, the message queued.
+        r = as_b_user(os.path.join(BIN, "blackpony"), "--rotate-key", "--force", "--key", B_KEY)
+        os.remove(cont)
+        newer = fingerprint_of(B_KEY)
+        report(r.returncode == 0 and newer not in (None, new),
+               "[11] after the transition: B's key changes again (%s), no continuity statement presented" % newer,
+               r.stdout + r.stderr)
+        amark = log_mark(A_LOG)
+        tag = "rot-after"
+        msg = message(tag, "alice@site-a.test", "bob@site-b.test", "e2e " + tag, b"after the transition\r\n")
+        refused = send(A, "alice@site-a.test", ["bob@site-b.test"], msg)
+        lines = wait_lines(A_LOG, amark, r"\bdelivery dest=site-b\.test")
+        report(not refused and find_delivered("b", tag, timeout=1) is None and len(queue_files("a")) == 1
+               and "bob@site-b.test" in mailq("a"),
+               "[11] the unsigned change: not delivered, the message stays in A's queue", mailq("a"))
+        report(lines and field(lines[-1], "verdict") == "defer" and field(lines[-1], "peer") in ("-", None)
+               and re.search(r'reply="4\d\d', lines[-1]),
+               "[11] A's mailer deferred it (verdict=defer, a 4xx to sendmail)", "A: %s" % lines)
+        errs = [l for l in log_since(A_LOG, amark) if "deferring" in l]
+        report(errs and any(new in l and newer in l for l in errs) and not any("pin moved" in l for l in log_since(A_LOG, amark)),
+               "[11] A logs the key change (pinned %s, now %s), no pin moved" % (new, newer), "\n".join(errs))
+        if errs:
+            info("A: " + errs[0].split(": ", 1)[-1][:200])
+        report(b_pins() == {"host": [new], "domain": [new]}, "[11] A's pins are unchanged", repr(b_pins()))
+
+        # The administrator accepts the change: forget host and domain; the queue run delivers.
+        for name in ("mx.site-b.test", "site-b.test"):
+            r = subprocess.run([os.path.join(BIN, "blackpony-mailer"), "--known-peers", A_PEERS, "--forget", name],
+                               capture_output=True, text=True)
+            report(r.returncode == 0, "[11] blackpony-mailer --forget %s" % name, r.stdout + r.stderr)
+        ctl("runq", "a", check=False)
+        check_delivered("b", tag, msg, "[11] after --forget, the queue run delivers it")
+        report(b_pins() == {"host": [newer], "domain": [newer]} and not queue_files("a"),
+               "[11] A pins B's newest key, its queue is empty", "%r %s" % (b_pins(), mailq("a")))
+
+
 def test_xinetd():
     with Test("X blackpony under xinetd (xinetd.d/blackpony)"):
         conf = open(os.path.join(D, "b", "xinetd.d", "blackpony")).read()
@@ -1132,7 +1235,7 @@ def main():
     t = time.time()
     if what == "main":
         for test in (test_m4, test_a_to_b, test_capture, test_ik_and_renewal, test_rsa_unreadable, test_mixed, test_open_relay, test_smuggling, test_deferred,
-                     test_admin_as_root):
+                     test_admin_as_root, test_rotation):
             test()
     elif what == "xinetd":
         test_xinetd()
