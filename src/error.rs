@@ -50,6 +50,9 @@ pub enum Error {
     Crypto,
     /// Bytes arrived after the switch command and before its answer.
     Injection,
+    /// The client talked before the reply that ends a command group (RFC
+    /// 2920: EHLO, DATA, end of data, NOOP...) or before the greeting.
+    Unsynchronized(&'static str),
     /// The real MTA could not be reached or went away.
     Backend(String),
     /// No remote mail exchanger could be reached (outbound).
@@ -82,7 +85,7 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         !matches!(
             self,
-            Error::Permanent(_) | Error::Config(_) | Error::LineTooLong
+            Error::Permanent(_) | Error::Config(_) | Error::LineTooLong | Error::Unsynchronized(_)
         )
     }
 
@@ -90,6 +93,9 @@ impl Error {
     pub fn smtp_reply(&self) -> Reply {
         match self {
             Error::LineTooLong => Reply::new(500, "5.5.2 Line too long"),
+            // sendmail's reply to the same violation; Postfix says "554 5.5.0
+            // Error: SMTP protocol synchronization".
+            Error::Unsynchronized(_) => Reply::new(554, "5.5.0 SMTP protocol error"),
             // sendmail's code (Debian 12's 8.17.1.9-2+deb12u2, which carries the
             // 8.18.1 fix: 421 4.5.0 "Bare linefeed (LF) not allowed", "Bare carriage
             // return (CR) not allowed"); one text for both, the variant has no field.
@@ -144,6 +150,10 @@ impl fmt::Display for Error {
             Error::BareNewline => f.write_str("bare CR or LF in SMTP line"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::Crypto => f.write_str("decryption or authentication failed"),
+            Error::Unsynchronized(after) => write!(
+                f,
+                "improper command pipelining after {after}: client talked before the reply (RFC 2920), not relayed"
+            ),
             Error::Injection => {
                 f.write_str("bytes pipelined behind the switch command (injection attempt)")
             }

@@ -51,6 +51,8 @@ pub struct ClientConn {
     pub addrs: Option<(SocketAddr, SocketAddr)>,
     /// The line and session deadlines the bottom of `reader` applies.
     pub deadline: Deadline,
+    /// The socket, to see whether the client talks out of turn (RFC 2920).
+    pub probe: Option<TcpStream>,
 }
 
 impl ClientConn {
@@ -58,12 +60,14 @@ impl ClientConn {
     pub fn from_tcp(stream: TcpStream, timeout: Duration) -> std::io::Result<ClientConn> {
         let addrs = (stream.peer_addr()?, stream.local_addr()?);
         let deadline = Deadline::new(timeout);
+        let probe = stream.try_clone()?;
         let (reader, writer) = tcp_halves(stream, timeout, deadline.clone())?;
         Ok(ClientConn {
             reader: Box::new(reader),
             writer: Box::new(writer),
             addrs: Some(addrs),
             deadline,
+            probe: Some(probe),
         })
     }
 
@@ -118,6 +122,7 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
         "client",
         conn.deadline,
     );
+    client.sync_probe = conn.probe;
     client.set_session_end(session_end);
     let mut summary = Summary::new(Side::Inbound {
         client: addrs.map(|(p, _)| p),
@@ -228,6 +233,11 @@ impl Session<'_> {
                 greeting = self.xclient(client)?;
             }
         }
+        // Talking before the greeting (sendmail's greet_pause, postscreen's
+        // pregreet test) is refused here: the MTA cannot see it through us.
+        if !self.client.sent_early().is_empty() {
+            return Err(Error::Unsynchronized("greeting"));
+        }
         self.client.send_reply(&greeting)?;
         loop {
             let line = relay::read_command(&mut self.client, self.cfg.relay)?;
@@ -254,7 +264,7 @@ impl Session<'_> {
                         switch_next: reply.code == 250,
                     };
                     self.outer_ehlo = line;
-                    self.client.send_reply(&reply)?;
+                    self.client.send_group_end(&reply, "EHLO")?;
                 }
                 (Phase::Plain { .. }, Verb::Helo) => {
                     self.phase = Phase::Plain {
@@ -277,7 +287,7 @@ impl Session<'_> {
                     if reply.code == 250 {
                         self.phase = Phase::Encrypted;
                     }
-                    self.client.send_reply(&reply)?;
+                    self.client.send_group_end(&reply, "EHLO")?;
                 }
                 (Phase::ExpectInnerEhlo, v)
                     if !matches!(v, Verb::Quit | Verb::Noop | Verb::Rset) =>

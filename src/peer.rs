@@ -22,6 +22,9 @@ pub struct Peer {
     pub name: &'static str,
     /// The line and session deadlines the bottom of `reader` applies.
     pub deadline: Deadline,
+    /// The socket under `reader`, for a peer that must keep RFC 2920's
+    /// synchronization (the inbound's client): see [`Peer::sent_early`].
+    pub sync_probe: Option<TcpStream>,
 }
 
 impl Peer {
@@ -43,6 +46,7 @@ impl Peer {
             writer,
             name,
             deadline,
+            sync_probe: None,
         }
     }
 
@@ -84,6 +88,47 @@ impl Peer {
 
     pub fn send_reply(&mut self, reply: &Reply) -> Result<(), Error> {
         self.send(&reply.to_bytes())
+    }
+
+    /// Up to 16 bytes this peer sent that we have not read: buffered by the
+    /// reader or waiting in its socket. Empty without a probe (the mailer's
+    /// sendmail, a recorded session on a pipe, where everything is early).
+    pub fn sent_early(&self) -> Vec<u8> {
+        let Some(sock) = &self.sync_probe else {
+            return Vec::new();
+        };
+        let buffered = self.reader.buffered();
+        if !buffered.is_empty() {
+            return buffered[..buffered.len().min(16)].to_vec();
+        }
+        // A zero-wait peek. O_NONBLOCK is shared with the reading half, which
+        // is idle now: the relay is lock-step while these checks run.
+        let mut buf = [0u8; 16];
+        let n = match sock.set_nonblocking(true) {
+            Ok(()) => sock.peek(&mut buf).unwrap_or(0),
+            Err(_) => 0,
+        };
+        let _ = sock.set_nonblocking(false);
+        buf[..n].to_vec()
+    }
+
+    /// Send a reply the peer must wait for before it talks again (RFC 2920:
+    /// the end of a command group). If it already talked, the reply still
+    /// goes out (the MTA acted on the command) and the session ends with
+    /// [`Error::Unsynchronized`]: the early bytes never reach the MTA.
+    /// `after` names the command; after the end of data only QUIT may follow.
+    pub fn send_group_end(&mut self, reply: &Reply, after: &'static str) -> Result<(), Error> {
+        let early = self.sent_early();
+        self.send_reply(reply)?;
+        let quit = b"QUIT\r\n";
+        let only_quit = after == "end of data"
+            && early.len() <= quit.len()
+            && early.eq_ignore_ascii_case(&quit[..early.len()]);
+        if early.is_empty() || only_quit {
+            Ok(())
+        } else {
+            Err(Error::Unsynchronized(after))
+        }
     }
 
     /// One command line, which must arrive whole before the line deadline
@@ -135,6 +180,7 @@ impl Peer {
             writer,
             name: self.name,
             deadline: self.deadline.clone(),
+            sync_probe: self.sync_probe.take(),
         }
     }
 

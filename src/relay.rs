@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use crate::channel::{BoxRead, BoxSink};
 use crate::limits::MAX_LINE;
 use crate::peer::Peer;
-use crate::smtp::command::{bdat_args, verb};
+use crate::smtp::command::{bdat_args, ends_group, verb};
 use crate::smtp::{LineReader, Reply, Verb};
 use crate::Error;
 
@@ -57,7 +57,7 @@ pub fn relay_command(
     let v = verb(line);
     match v {
         Verb::Bdat => {
-            let Some((size, _last)) = bdat_args(line) else {
+            let Some((size, last)) = bdat_args(line) else {
                 // Let the server answer the syntax error; there is no chunk to copy.
                 return simple(line, client, server, Step::Continue);
             };
@@ -69,13 +69,17 @@ pub fn relay_command(
             client.reader.copy_exact(size, &mut latch, client.name)?;
             latch.finish().map_err(Error::io(server.name))?;
             let reply = server.read_reply()?;
-            client.send_reply(&reply)?;
+            if last {
+                client.send_group_end(&reply, "BDAT LAST")?;
+            } else {
+                client.send_reply(&reply)?;
+            }
             Ok((Step::Continue, reply))
         }
         Verb::Data => {
             server.send(line)?;
             let reply = server.read_reply()?;
-            client.send_reply(&reply)?;
+            client.send_group_end(&reply, "DATA")?;
             if reply.code != 354 {
                 return Ok((Step::Continue, reply));
             }
@@ -88,7 +92,7 @@ pub fn relay_command(
                 .copy_data(&mut latch, opts.forbid_bare_newline, client.name)?;
             latch.finish().map_err(Error::io(server.name))?;
             let reply = server.read_reply()?;
-            client.send_reply(&reply)?;
+            client.send_group_end(&reply, "end of data")?;
             Ok((Step::Continue, reply))
         }
         Verb::Quit => simple(line, client, server, Step::Quit),
@@ -113,7 +117,10 @@ fn simple(
 ) -> Result<(Step, Reply), Error> {
     server.send(line)?;
     let reply = server.read_reply()?;
-    client.send_reply(&reply)?;
+    match ends_group(line) {
+        Some(after) => client.send_group_end(&reply, after)?,
+        None => client.send_reply(&reply)?,
+    }
     Ok((step, reply))
 }
 

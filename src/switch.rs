@@ -372,9 +372,10 @@ fn expect_go_ahead(remote: &mut Peer) -> Result<(), Error> {
 /// On a live socket, anything the client sent after the switch command and
 /// before our answer was sent before it could know the answer: an injection
 /// attempt (the CVE-2011-0411 bug class). In a replayed session those bytes
-/// are simply the rest of the recording.
+/// are simply the rest of the recording. Bytes still in the socket count
+/// too ([`Peer::sent_early`]), not only those the reader happened to buffer.
 fn check_injection(client: &Peer, live: bool) -> Result<(), Error> {
-    if live && !client.reader.buffered().is_empty() {
+    if live && (!client.reader.buffered().is_empty() || !client.sent_early().is_empty()) {
         return Err(Error::Injection);
     }
     Ok(())

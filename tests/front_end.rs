@@ -1,6 +1,8 @@
 //! What blackpony in front of the MTA refuses on the client's behalf, over
 //! real sockets against the test MTA: XCLIENT and XFORWARD (only the MTA's
-//! trusted proxy may send them) and XBLACKPONY anywhere but right after EHLO.
+//! trusted proxy may send them), XBLACKPONY anywhere but right after EHLO,
+//! and a client that talks out of turn (RFC 2920), which the lock-step relay
+//! would otherwise hide from the MTA.
 
 mod support;
 
@@ -66,6 +68,157 @@ fn xblackpony_only_right_after_ehlo() {
     assert_eq!(c.cmd("EHLO client.test").0, 250);
     assert_eq!(c.cmd("XBLACKPONY AES").0, 504);
     assert_eq!(c.cmd("XBLACKPONY ROT13").0, 220);
+}
+
+const OUT_OF_TURN: &str = "554 5.5.0 SMTP protocol error";
+
+/// A session up to the point where `early` is sent in one write: `before`
+/// is answered command by command first. Returns the client.
+fn session(addr: std::net::SocketAddr, before: &[&str]) -> Client {
+    let mut c = Client::connect(addr);
+    assert_eq!(c.reply().0, 220);
+    for cmd in before {
+        assert!(c.cmd(cmd).0 < 400, "{cmd}");
+    }
+    c
+}
+
+/// After each command that ends a group, bytes the client sends before the
+/// reply get the reply (the MTA acted on the command), then 554 and the end
+/// of the session: the MTA never sees them, as it would not have taken them.
+#[test]
+fn talking_before_a_group_ending_reply_is_refused_and_not_relayed() {
+    let sink = Smtpd::start();
+    let dir = scratch("front-sync");
+    let log = dir.join("inbound.log");
+    let (_d, addr) = start_inbound(sink.addr, &[], &log);
+    let mail = [
+        "EHLO client.test",
+        "MAIL FROM:<a@x.test>",
+        "RCPT TO:<b@y.test>",
+    ];
+    // (commands answered first, the early write, the first reply, after what)
+    let cases: [(&[&str], &str, u16, &str); 6] = [
+        (
+            &[],
+            "EHLO client.test\r\nMAIL FROM:<early@x.test>\r\n",
+            250,
+            "EHLO",
+        ),
+        (
+            &[],
+            "HELO client.test\r\nMAIL FROM:<early@x.test>\r\n",
+            250,
+            "HELO",
+        ),
+        (
+            &mail[..1],
+            "NOOP\r\nMAIL FROM:<early@x.test>\r\n",
+            250,
+            "NOOP",
+        ),
+        (
+            &mail[..1],
+            "VRFY b\r\nMAIL FROM:<early@x.test>\r\n",
+            500,
+            "VRFY",
+        ),
+        (
+            &mail,
+            "DATA\r\nSubject: early\r\n\r\nbody\r\n.\r\n",
+            354,
+            "DATA",
+        ),
+        (
+            &mail,
+            "BDAT 6 LAST\r\nbody\r\nMAIL FROM:<early@x.test>\r\n",
+            250,
+            "BDAT LAST",
+        ),
+    ];
+    for (before, early, first, after) in cases {
+        let mut c = session(addr, before);
+        c.send(early);
+        assert_eq!(c.reply().0, first, "{after}");
+        let (code, text) = c.reply();
+        assert_eq!((code, text.trim_end()), (554, OUT_OF_TURN), "{after}");
+        assert!(c.closed(), "{after}: still open");
+        wait_log(&log, &format!("improper command pipelining after {after}"));
+    }
+    let seen = sink.commands();
+    assert!(
+        !seen.iter().any(|l| l.contains("early")),
+        "the MTA saw {seen:?}"
+    );
+    // Only the BDAT LAST chunk, complete before the early bytes, was accepted.
+    let got = sink.messages();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].data, b"body\r\n");
+}
+
+/// The smuggling shape: a second transaction right behind the end of the
+/// first message's data. sendmail alone takes the first message and answers
+/// the rest 554; through blackpony the same, and nothing of the second
+/// transaction reaches the MTA. QUIT alone may follow the dot.
+#[test]
+fn a_transaction_behind_the_end_of_data_is_refused_but_quit_is_not() {
+    let sink = Smtpd::start();
+    let dir = scratch("front-sync-dot");
+    let (_d, addr) = start_inbound(sink.addr, &[], &dir.join("inbound.log"));
+    let mail = [
+        "EHLO client.test",
+        "MAIL FROM:<a@x.test>",
+        "RCPT TO:<b@y.test>",
+    ];
+    let mut c = session(addr, &mail);
+    assert_eq!(c.cmd("DATA").0, 354);
+    c.send(
+        "first\r\n.\r\nMAIL FROM:<second@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nsecond\r\n.\r\n",
+    );
+    assert_eq!(c.reply().0, 250);
+    let (code, text) = c.reply();
+    assert_eq!((code, text.trim_end()), (554, OUT_OF_TURN));
+    assert!(c.closed());
+    // Legitimate RFC 2920 pipelining passes: a group ending in DATA, the
+    // message, and QUIT right behind its dot.
+    let mut c = session(addr, &mail[..1]);
+    c.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n");
+    for want in [250, 250, 250, 354] {
+        assert_eq!(c.reply().0, want);
+    }
+    c.send("third\r\n.\r\nQUIT\r\n");
+    assert_eq!(c.reply().0, 250);
+    assert_eq!(c.reply().0, 221);
+    let got = sink.wait_for(2);
+    let bodies: Vec<&[u8]> = got.iter().map(|m| &m.data[..]).collect();
+    assert_eq!(bodies, [&b"first\r\n"[..], &b"third\r\n"[..]]);
+    assert_eq!(got[1].rcpt_to.len(), 2);
+    assert!(!sink.commands().iter().any(|l| l.contains("second")));
+}
+
+/// Talking before the greeting (what sendmail's greet_pause refuses) gets
+/// 554 instead of the greeting, and the MTA sees no command.
+#[test]
+fn talking_before_the_greeting_is_refused() {
+    let sink = Smtpd::with(Script {
+        greet_pause: std::time::Duration::from_millis(300),
+        ..Script::default()
+    });
+    let dir = scratch("front-sync-greet");
+    let log = dir.join("inbound.log");
+    let (_d, addr) = start_inbound(sink.addr, &[], &log);
+    let mut c = Client::connect(addr);
+    c.send("EHLO early.test\r\nMAIL FROM:<early@x.test>\r\n");
+    let (code, text) = c.reply();
+    assert_eq!((code, text.trim_end()), (554, OUT_OF_TURN));
+    assert!(c.closed());
+    wait_log(&log, "improper command pipelining after greeting");
+    assert!(sink.commands().is_empty(), "{:?}", sink.commands());
+    // A client that waits is served as before.
+    let mut c = Client::connect(addr);
+    assert_eq!(c.reply().0, 220);
+    assert_eq!(c.cmd("EHLO client.test").0, 250);
+    assert_eq!(c.cmd("QUIT").0, 221);
 }
 
 /// Core dumps are off in both programs: a dump would hold their keys.

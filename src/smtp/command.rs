@@ -55,6 +55,19 @@ pub fn verb(line: &[u8]) -> Verb {
     }
 }
 
+/// The name of a command after which the client must wait for the reply
+/// before it sends more (RFC 2920 3.1: EHLO, DATA, VRFY, EXPN, TURN, QUIT,
+/// NOOP end a group; RFC 3207: STARTTLS; HELO like EHLO). DATA, BDAT and
+/// QUIT are the relay's own cases.
+pub fn ends_group(line: &[u8]) -> Option<&'static str> {
+    let word = line
+        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .next()?;
+    ["EHLO", "HELO", "NOOP", "VRFY", "EXPN", "TURN", "STARTTLS"]
+        .into_iter()
+        .find(|w| word.eq_ignore_ascii_case(w.as_bytes()))
+}
+
 /// The words after the verb, without the line terminator.
 pub fn arguments(line: &[u8]) -> Vec<&str> {
     let text = std::str::from_utf8(trim_eol(line)).unwrap_or("");

@@ -41,6 +41,8 @@ pub struct Script {
     pub greeting: String,
     /// Accept the connection and never greet (nor read).
     pub silent: bool,
+    /// Wait this long before the greeting (sendmail's greet_pause).
+    pub greet_pause: Duration,
     /// The name in the EHLO and HELO replies.
     pub host: String,
     /// EHLO reply lines after the first; `None`: EHLO is answered 502.
@@ -71,6 +73,7 @@ impl Default for Script {
         Script {
             greeting: "220 sink.test ESMTP test sink".into(),
             silent: false,
+            greet_pause: Duration::ZERO,
             host: "sink.test".into(),
             ehlo: Some(EHLO_LINES.iter().map(|s| s.to_string()).collect()),
             rcpt_reply: None,
@@ -244,6 +247,7 @@ fn serve(s: TcpStream, log: &Mutex<SmtpdLog>, sc: &Script) -> std::io::Result<()
         let header = read_proxy_header(&s, &mut r)?;
         log.lock().unwrap().conns[conn].header = header;
     }
+    thread::sleep(sc.greet_pause);
     w.write_all(format!("{}\r\n", sc.greeting).as_bytes())?;
     let mut cur = Received::default();
     let mut n = 0;

@@ -295,6 +295,7 @@ fn serve_stdin(cfg: &InboundConfig) -> ExitCode {
                 writer: Box::new(std::io::stdout()),
                 addrs: None,
                 deadline,
+                probe: None,
             }
         }
     };
