@@ -416,7 +416,7 @@ def pipelining():
     # The same paths as smuggling(): B's plain smtpd straight, through the
     # control blackpony and through blackpony --proxy-protocol.
     pipelining_checks.pipelining_group(
-        sys.modules[__name__], "[R]", "[R] RFC 2920 synchronization: through blackpony the same or safer than Postfix alone",
+        sys.modules[__name__], "[W]", "[W] RFC 2920 synchronization: through blackpony the same or safer than Postfix alone",
         [("postfix", ("127.0.0.22", 2527)), ("blackpony [N]", B_CONTROL), ("blackpony [P]", B_PROXY)],
         ("bob@pb.test", "carol@pb.test"),
         lambda tok: count_mail("b", "pb/bob", tok) + count_mail("b", "pb/carol", tok), "Postfix",

@@ -787,7 +787,7 @@ def test_pipelining():
     # local user of site-b.test is delivered into b/out; site.mc makes B's
     # sendmail pause its greeting 1 s for client 127.0.0.8 (greet_pause).
     pipelining_checks.pipelining_group(
-        sys.modules[__name__], "[9]", "9 RFC 2920 synchronization: through blackpony the same or safer than sendmail alone",
+        sys.modules[__name__], "[11]", "11 RFC 2920 synchronization: through blackpony the same or safer than sendmail alone",
         [("sendmail", B_BACKEND), ("blackpony", B_PUBLIC)], ("victim1@site-b.test", "victim2@site-b.test"),
         lambda tok: count_out("victim1", tok) + count_out("victim2", tok), "sendmail",
         pause="127.0.0.8")
