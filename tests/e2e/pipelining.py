@@ -159,17 +159,16 @@ def show(replies):
     return " ".join(out) or "(none)"
 
 
-def delivered(toks, count, accepted, more=0):
-    """The markers of TOKS delivered (COUNT(tok) > 0): waits up to 20 s for
-    the ACCEPTED ones (the client saw their 250), up to 2 s more for MORE
-    (a delivery whose 250 the client may not have seen), then a moment for
-    a late surprise."""
-    for want, wait in ((accepted, 20.0), (max(accepted, more), 2.0)):
-        deadline = time.time() + wait
-        while sum(1 for t in toks if count(t)) < want and time.time() < deadline:
-            time.sleep(0.05)
-    time.sleep(0.3)
-    return {t for t in toks if count(t)}
+def wait_delivered(toks, count, want, wait):
+    """Wait up to WAIT seconds until WANT markers of TOKS are delivered."""
+    deadline = time.time() + wait
+    while sum(1 for t in toks if count(t)) < want and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def marks(toks, count):
+    """Which messages of TOKS were delivered: {"1", "2"} for m1, m2."""
+    return {t.rsplit("-m", 1)[1] for t in toks if count(t)}
 
 
 def pipelining_group(run, tag, title, paths, rcpts, count, mta, skip=None, pause=None):
@@ -185,59 +184,70 @@ def pipelining_group(run, tag, title, paths, rcpts, count, mta, skip=None, pause
     skip = dict(skip or {})
     if pause is None:
         skip.setdefault("h-pause", "no greet_pause configured")
-    table = []
+    table = []  # (case, what, [session dict per path] or None, why skipped)
     with run.Test(title):
         for name, what, nmsg in CASES:
             if name in skip:
-                run.info("%s %s: skipped: %s" % (tag, name, skip[name]))
                 table.append((name, what, None, skip[name]))
                 continue
             source = pause if name == "h-pause" else "127.0.0.1"
             got = []
             for label, server in paths:
                 slug = re.sub(r"[^a-z0-9]+", "", label.lower())
-                toks = ["pipe-%s-%s-%s-m%d" % (run.RUN_ID, name, slug, k + 1) for k in range(2)][:nmsg]
-                steps = case_steps(name, toks + [None] * (2 - nmsg), rcpts[0], rcpts[1])
+                toks = ["pipe-%s-%s-%s-m%d" % (run.RUN_ID, name, slug, k + 1) for k in range(nmsg)]
+                ses = {"label": label, "toks": toks, "replies": [], "events": [], "accepted": 0, "skipped": None}
+                got.append(ses)
                 if name == "g":
                     # BDAT only where the EHLO reply offers CHUNKING.
                     probe, _ = run_session(server, source, [Step(b"EHLO pipeliner.e2e.test\r\n", 1)])
                     if not any(code == 250 and re.search(r"^250[ -]CHUNKING\b", text, re.M | re.I)
                                for code, text in probe):
-                        got.append((label, set(), [], ["(skipped: the EHLO reply lacks CHUNKING)"], toks, 0))
+                        ses["skipped"] = "the EHLO reply lacks CHUNKING"
                         continue
-                replies, events = run_session(server, source, steps)
-                n_acc = accepted(replies)
-                # Through blackpony, look for as many as the MTA alone
-                # delivered, even if the client saw fewer accepted.
-                marks = delivered(toks, count, n_acc, len(got[0][1]) if got else 0)
-                got.append((label, marks, replies, events, toks, n_acc))
+                steps = case_steps(name, toks + [None] * (2 - nmsg), rcpts[0], rcpts[1])
+                ses["replies"], ses["events"] = run_session(server, source, steps)
+                ses["accepted"] = accepted(ses["replies"])
+                # The messages the client saw accepted must show up.
+                wait_delivered(toks, count, ses["accepted"], 20.0)
             table.append((name, what, got, None))
-            alone = got[0]
-            for label, marks, replies, events, toks, n_acc in got:
-                run.info("%s %s via %s: sent %s; replies %s; %d accepted; delivered %s"
-                         % (tag, name, label, " | ".join(events), show(replies), n_acc,
-                            ", ".join(sorted("m" + t.rsplit("-m", 1)[1] for t in marks)) or "none"))
-            if name == "i":
-                for label, marks, replies, events, toks, n_acc in got:
-                    run.report(len(marks) == 1 and count(toks[0]) == 2 and n_acc == 1,
-                               "%s i control: legitimate RFC 2920 pipelining (MAIL RCPT RCPT DATA) delivered via %s "
-                               "to both recipients" % (tag, label),
-                               "replies %s; %d accepted; %d files with the marker"
-                               % (show(replies), n_acc, count(toks[0])))
+        # Then, once for all: a moment for deliveries the client did not
+        # see accepted (through blackpony: up to as many as the MTA alone).
+        deadline = time.time() + 2.0
+        while time.time() < deadline and any(
+                len(marks(ses["toks"], count)) < len(marks(got[0]["toks"], count))
+                for _, _, got, _ in table if got for ses in got[1:] if not ses["skipped"]):
+            time.sleep(0.1)
+        time.sleep(0.3)
+        for name, what, got, why in table:
+            if got is None:
+                run.info("%s %s: skipped: %s" % (tag, name, why))
                 continue
-            for label, marks, replies, events, toks, n_acc in got[1:]:
-                if "(skipped" in " ".join(events):
-                    run.info("%s %s via %s: %s" % (tag, name, label, events[0]))
+            for ses in got:
+                ses["marks"] = marks(ses["toks"], count)
+                run.info("%s %s via %s: %s" % (tag, name, ses["label"], "skipped: " + ses["skipped"] if ses["skipped"]
+                         else "sent %s; replies %s; %d accepted; delivered %s"
+                         % (" | ".join(ses["events"]), show(ses["replies"]), ses["accepted"], fmt(ses["marks"]))))
+            alone = got[0]
+            if name == "i":
+                for ses in got:
+                    files = count(ses["toks"][0])
+                    run.report(ses["marks"] == {"1"} and files == 2 and ses["accepted"] == 1,
+                               "%s i control: legitimate RFC 2920 pipelining (MAIL RCPT RCPT DATA) delivered via %s "
+                               "to both recipients" % (tag, ses["label"]),
+                               "replies %s; %d accepted; %d files with the marker"
+                               % (show(ses["replies"]), ses["accepted"], files))
+                continue
+            for ses in got[1:]:
+                if ses["skipped"]:
                     continue
-                a_idx = {t.rsplit("-m", 1)[1] for t in alone[1]}
-                b_idx = {t.rsplit("-m", 1)[1] for t in marks}
-                same = a_idx == b_idx
-                run.report(b_idx <= a_idx and n_acc <= max(alone[5], len(alone[1])),
+                a, b = alone["marks"], ses["marks"]
+                run.report(b <= a and ses["accepted"] <= max(alone["accepted"], len(a)),
                            "%s %s %s: through %s %s %s alone (delivered: %s alone %s, through %s %s)"
-                           % (tag, name, what, label, "the same as" if same else
-                              ("safer than" if b_idx <= a_idx else "LESS SAFE than"), mta, mta,
-                              fmt(a_idx), label, fmt(b_idx)),
-                           "%s alone: replies %s; through %s: replies %s" % (mta, show(alone[2]), label, show(replies)))
+                           % (tag, name, what, ses["label"], "the same as" if a == b else
+                              ("safer than" if b <= a else "LESS SAFE than"), mta, mta,
+                              fmt(a), ses["label"], fmt(b)),
+                           "%s alone: replies %s; through %s: replies %s"
+                           % (mta, show(alone["replies"]), ses["label"], show(ses["replies"])))
     print_table(run, tag, table)
     return table
 
@@ -254,8 +264,6 @@ def print_table(run, tag, table):
             run.info("  %-7s %-58s skipped: %s" % (name, what, why))
             continue
         run.info("  %-7s %s" % (name, what))
-        for label, marks, replies, events, toks, n_acc in got:
-            if "(skipped" in " ".join(events):
-                run.info("          %-14s %s" % (label, events[0]))
-                continue
-            run.info("          %-14s %-10s %s" % (label, fmt({t.rsplit("-m", 1)[1] for t in marks}), show(replies)))
+        for ses in got:
+            run.info("          %-14s %s" % (ses["label"], "(skipped: %s)" % ses["skipped"] if ses["skipped"]
+                                              else "%-10s %s" % (fmt(ses["marks"]), show(ses["replies"]))))
