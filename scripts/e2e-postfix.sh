@@ -22,6 +22,12 @@
 #                   kept after a failure, with every log)
 #   E2E_DNS_PORT    dnsmasq's port on 127.0.0.1 (default 5354)
 #   E2E_NO_INSTALL=1  never run apt-get; fail if postfix is missing
+#   E2E_FAULT=0     skip group [F] (a forced panic defers): it builds a second
+#                   blackpony-mailer with --features fault-injection into
+#                   target/fault (about 1.5 min)
+#   E2E_LOAD=0      skip group [L] (500 connections at once through xinetd and
+#                   blackpony --listen; needs the xinetd .deb from the mirror)
+#   E2E_LOAD_N      connections at once in [L] (default 500)
 #
 # Topology (all on lo; the sendmail e2e uses 127.0.0.2-9, this one 127.0.0.21-29):
 #   127.0.0.1:5354   dnsmasq: pa.test MX 127.0.0.21, pb.test MX 127.0.0.22,
@@ -35,6 +41,10 @@
 #   127.0.0.24:25    site C: plain Postfix, no blackpony
 #   127.0.0.25:25    site B: the control, blackpony with no address passing
 #                    -> B's Postfix 127.0.0.22:2527 (must be an open relay)
+#   127.0.0.26:25    [L] xinetd (xinetd.d/blackpony, caps raised) -> blackpony
+#                    -> B's Postfix 127.0.0.22:2528 (smtpd maxproc 600)
+#   127.0.0.27:2525  [L] blackpony --listen --max-connections 600 -> the same
+#                    (a port above 1023: it binds as the blackpony user)
 #   127.0.0.29       the "outside" client's source address
 # The tests are in tests/e2e/postfix/run.py; tests/e2e/postfix/ctl.sh starts
 # and stops the daemons by process id, and all are stopped on exit.
@@ -138,6 +148,18 @@ for f in master.cf.backend-proxy master.cf.backend-xclient master.cf.sender main
     [ -f "$SN/$f" ] || die "$SN/$f is missing (set E2E_POSTFIX_SNIPPETS)"
 done
 echo "binaries: $BLACKPONY_BIN ($("$BLACKPONY_BIN/blackpony" --version))"
+# Group [F]: a second blackpony-mailer, built with the fault-injection
+# feature (a panic on demand, BLACKPONY_FAULT) into its own target
+# directory, so the binaries under test stay the default build.
+FAULT_BPM=""
+if [ "${E2E_FAULT:-1}" != 0 ]; then
+    command -v cargo >/dev/null 2>&1 || die "cargo is missing: group [F] builds a mailer with --features fault-injection (E2E_FAULT=0 skips it)"
+    (cd "$REPO" && cargo build --release --quiet --features fault-injection \
+        --target-dir "$REPO/target/fault" --bin blackpony-mailer) ||
+        die "cargo build --features fault-injection failed"
+    FAULT_BPM=$REPO/target/fault/release/blackpony-mailer
+    echo "fault-injection mailer: $FAULT_BPM"
+fi
 echo "snippets: $SN"
 
 # ---------------------------------------------------------------- setup
@@ -208,6 +230,12 @@ if ! setpriv --reuid="$RUN_USER" --regid="$RUN_GROUP" --clear-groups "$BP" --ver
     export BLACKPONY_BIN
 fi
 
+if [ -n "$FAULT_BPM" ]; then
+    install -d -m 755 "$D/fault"
+    install -m 755 "$FAULT_BPM" "$D/fault/blackpony-mailer"
+    FAULT_BPM=$D/fault/blackpony-mailer
+fi
+
 # Host keys of site A (the mailer) and site B (blackpony), with the static
 # keys and certificates of handshake v2 beside them (host.key.x25519 0600,
 # host.key.cert), owned by the user that runs them; A's known-peers store;
@@ -218,7 +246,7 @@ for s in a b; do
     chown "$RUN_USER:$RUN_GROUP" "$D/$s/host.key" "$D/$s/host.key.x25519" "$D/$s/host.key.cert"
 done
 install -d -m 750 -o "$RUN_USER" -g "$RUN_GROUP" "$D/a/state" "$D/direct"
-for l in a-mailer b-proxy b-xclient b-control direct-mailer; do
+for l in a-mailer a-fault b-proxy b-xclient b-control direct-mailer l-listen l-xinetd; do
     install -m 640 -o "$RUN_USER" -g "$RUN_GROUP" /dev/null "$D/logs/$l.log"
 done
 # Session records (--record) go to the run directory, never to the system's
@@ -278,12 +306,23 @@ add_snippet "$D/a" "$SN/master.cf.sender" \
     -e "s|^blackpony[[:space:]]|blackpony-misconf |" \
     -e "s|/usr/sbin/blackpony-mailer --pipe|$BPM --pipe $MAILER_OPTS --log /nonexistent/mailer.log|" \
     -e "s|user=blackpony|user=$RUN_USER|"
+# [F]: the same transport with the fault-injection build, told to panic
+# after the recipients are accepted, for panic@pb.test: it must defer.
+TRANSPORTS="misconf.test=blackpony-misconf:"
+if [ -n "$FAULT_BPM" ]; then
+    add_snippet "$D/a" "$SN/master.cf.sender" \
+        -e "s|^blackpony[[:space:]]|blackpony-fault |" \
+        -e "s|/usr/sbin/blackpony-mailer --pipe|/usr/bin/env BLACKPONY_FAULT=panic-after-rcpt $FAULT_BPM --pipe $MAILER_OPTS --log $D/logs/a-fault.log|" \
+        -e "s|user=blackpony|user=$RUN_USER|"
+    grep -q "BLACKPONY_FAULT=panic-after-rcpt $FAULT_BPM --pipe" "$D/a/master.cf" || die "cannot add the blackpony-fault transport"
+    TRANSPORTS="$TRANSPORTS, panic@pb.test=blackpony-fault:pb.test"
+fi
 # main.cf.sender's settings (lines that are not comments), with postconf.
 grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$SN/main.cf.sender" >"$D/a/main.cf.sender"
 mapfile -t SENDER_SETTINGS <"$D/a/main.cf.sender"
 [ ${#SENDER_SETTINGS[@]} -gt 0 ] || die "main.cf.sender has no settings"
-postconf -c "$D/a" -e "${SENDER_SETTINGS[@]}" "transport_maps = inline:{misconf.test=blackpony-misconf:}" \
-    "blackpony-misconf_destination_recipient_limit = 1"
+postconf -c "$D/a" -e "${SENDER_SETTINGS[@]}" "transport_maps = inline:{$TRANSPORTS}" \
+    "blackpony-misconf_destination_recipient_limit = 1" "blackpony-fault_destination_recipient_limit = 1"
 printf 'alice@pa.test pa/alice/\n' >"$D/a/mailboxes"
 
 # Site B: Postfix behind blackpony, once with PROXY (pb.test, 127.0.0.22)
@@ -303,9 +342,17 @@ fi
 postconf -c "$D/b" -P "127.0.0.22:2526/inet/smtpd_peername_lookup=yes"
 # The control: a plain smtpd, for a blackpony that passes no client address.
 echo "127.0.0.22:2527 inet n - n - - smtpd" >>"$D/b/master.cf"
+# [L]: the smtpd behind the 500 connections at once. maxproc 600: each
+# session holds an smtpd (and a cleanup, unlimited in master.cf) from its
+# greeting to its dot, and all are held at once; at the default 100 the rest
+# would wait for a greeting that never comes. No in_flow_delay: 500 messages
+# arriving together must not each wait up to 1 s for the queue manager.
+printf '127.0.0.22:2528 inet n - n - 600 smtpd\n  -o in_flow_delay=0s\n' >>"$D/b/master.cf"
 cat >"$D/b/mailboxes" <<'EOF'
 bob@pb.test	pb/bob/
 carol@pb.test	pb/carol/
+load@pb.test	pb/load/
+panic@pb.test	pb/panic/
 defer450@pb.test	pb/defer450/
 xavier@px.test	px/xavier/
 EOF
@@ -356,12 +403,53 @@ daemon dns "udp:127.0.0.1:$E2E_DNS_PORT" /usr/sbin/dnsmasq --no-daemon --no-reso
 for s in a b c; do
     case $s in
     a) l="tcp:127.0.0.21:2500" ;;
-    b) l="tcp:127.0.0.22:2525 tcp:127.0.0.22:2526 tcp:127.0.0.22:2527" ;;
+    b) l="tcp:127.0.0.22:2525 tcp:127.0.0.22:2526 tcp:127.0.0.22:2527 tcp:127.0.0.22:2528" ;;
     c) l="tcp:127.0.0.24:25" ;;
     esac
     daemon "pfx-$s" "$l" /usr/lib/postfix/sbin/master -d -c "$D/$s"
 done
 daemon inetd-b "tcp:127.0.0.22:25 tcp:127.0.0.23:25 tcp:127.0.0.25:25" /usr/sbin/inetd -i -R 100000 "$D/b/inetd.conf"
+
+# [L]: the two launchers of the 500 connections at once, started and
+# stopped by run.py one after the other. Both get 8192 file descriptors
+# (--listen holds two per session; xinetd passes its limit on).
+if [ "${E2E_LOAD:-1}" != 0 ]; then
+    LOAD_ARGS="--backend 127.0.0.22:2528 --key $D/b/host.key --timeout 60"
+    # xinetd conflicts with openbsd-inetd (both are inet-superserver): the
+    # package's binary, unpacked into the run directory, as the sendmail e2e does.
+    get_xinetd() { (cd "$D" && apt-get download -qq xinetd >/dev/null 2>&1 && dpkg -x xinetd_*.deb "$D/xinetd"); }
+    get_xinetd || { apt-get update -qq >/dev/null 2>&1; get_xinetd; } || true
+    if [ -x "$D/xinetd/usr/sbin/xinetd" ]; then
+        # xinetd.d/blackpony as shipped, with this run's binary, arguments,
+        # user and address, and its caps raised: instances 100 -> 600,
+        # cps 50 10 (50 new connections a second, then 10 s off) -> 1000 1,
+        # per_source 10 -> UNLIMITED (all clients come from 127.0.0.1).
+        install -d -m 755 "$D/l" "$D/l/xinetd.d"
+        awk -v bin="$BP" -v args="$LOAD_ARGS --log $D/logs/l-xinetd.log" -v u="$RUN_USER" -v g="$RUN_GROUP" '
+            $1 == "server" { print "\tserver\t\t= " bin; next }
+            $1 == "server_args" { print "\tserver_args\t= " args; next }
+            $1 == "instances" { print "\tinstances\t= 600"; next }
+            $1 == "cps" { print "\tcps\t\t= 1000 1"; next }
+            $1 == "per_source" { print "\tper_source\t= UNLIMITED"; next }
+            $1 == "user" { print "\tuser\t\t= " u; next }
+            $1 == "group" { print "\tgroup\t\t= " g; next }
+            $1 == "log_type" { next }
+            { print }
+            $1 == "{" { print "\tbind\t\t= 127.0.0.26" }
+        ' "$REPO/xinetd.d/blackpony" >"$D/l/xinetd.d/blackpony"
+        for k in instances cps per_source bind server_args; do
+            grep -q "^[[:space:]]*$k[[:space:]]" "$D/l/xinetd.d/blackpony" || die "xinetd.d/blackpony: no $k line after the edit"
+        done
+        printf 'defaults\n{\n\tlog_type\t= FILE %s\n\tlog_on_success\t= PID HOST EXIT\n\tlog_on_failure\t= HOST ATTEMPT\n}\nincludedir %s\n' \
+            "$D/logs/xinetd-load.log" "$D/l/xinetd.d" >"$D/l/xinetd.conf"
+        daemon xinetd-l "tcp:127.0.0.26:25" prlimit --nofile=8192:8192 -- \
+            "$D/xinetd/usr/sbin/xinetd" -dontfork -f "$D/l/xinetd.conf" -pidfile "$D/run/xinetd-l.pidfile"
+    fi
+    # shellcheck disable=SC2086 # LOAD_ARGS is a list of words
+    daemon listen-l "tcp:127.0.0.27:2525" prlimit --nofile=8192:8192 -- \
+        setpriv --reuid="$RUN_USER" --regid="$RUN_GROUP" --clear-groups -- \
+        "$BP" --listen 127.0.0.27:2525 $LOAD_ARGS --log "$D/logs/l-listen.log" --max-connections 600
+fi
 
 # ---------------------------------------------------------------- start
 phase start

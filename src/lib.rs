@@ -25,6 +25,7 @@ pub mod clock;
 pub mod crypto;
 pub mod dns;
 pub mod error;
+pub mod fault;
 pub mod inbound;
 pub mod keys;
 pub mod limits;

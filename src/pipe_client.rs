@@ -105,6 +105,7 @@ fn session<W: Write, R: Read>(
     if let Some(o) = worst {
         return quit(w, r, o);
     }
+    crate::fault::point("after-rcpt");
     let data = cmd(w, r, "DATA")?;
     if data.code != 354 {
         return quit(w, r, PipeOutcome::from_reply("DATA", &data));

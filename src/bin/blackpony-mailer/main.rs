@@ -103,17 +103,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Postfix pipe(8) bounces the message on any exit status but 75 and 71:
     // in --pipe mode a failure before the delivery is ours, never the
-    // message's, so it must defer (and a panic too, not exit 101).
+    // message's, so it must defer. A panic is a bug, never the message's
+    // fault, in either mode: from the first line on it exits 75, not 101.
     let pipe = args
         .iter()
         .take_while(|a| *a != "--")
         .any(|a| a == "--pipe");
-    if pipe {
-        logging::exit_on_panic(
-            Some("4.3.0 blackpony-mailer: internal error\n"),
-            exit::TEMPFAIL,
-        );
-    }
+    defer_on_panic(pipe);
+    blackpony::fault::point("before-log");
     let o = options();
     let m = match o.parse(&args) {
         Ok(m) => m,
@@ -189,18 +186,9 @@ fn main() -> ExitCode {
         return greet_error(&Error::Config(e));
     }
     // logging::init installed a log-only panic hook: a bug must still defer.
-    if pipe {
-        logging::exit_on_panic(
-            Some("4.3.0 blackpony-mailer: internal error\n"),
-            exit::TEMPFAIL,
-        );
-    } else {
-        logging::exit_on_panic(
-            Some("421 4.3.0 Internal error, try again later\r\n"),
-            exit::TEMPFAIL,
-        );
-    }
+    defer_on_panic(pipe);
     session_record::init(cli::record_file(&m));
+    blackpony::fault::point("at-start");
     if m.opt_present("pipe") {
         return pipe_mode(&m, &key_path, peers);
     }
@@ -282,6 +270,17 @@ fn pipe_mode(m: &getopts::Matches, key_path: &std::path::Path, peers: KnownPeers
     } else {
         report(outcome.code, &outcome.text)
     }
+}
+
+/// Make a panic exit 75 (EX_TEMPFAIL) with a line the caller understands:
+/// pipe(8) reads an enhanced status code on stdout, sendmail an SMTP reply.
+fn defer_on_panic(pipe: bool) {
+    let line = if pipe {
+        "4.3.0 blackpony-mailer: internal error\n"
+    } else {
+        "421 4.3.0 Internal error, try again later\r\n"
+    };
+    logging::exit_on_panic(Some(line), exit::TEMPFAIL);
 }
 
 /// A failure before a --pipe delivery starts: defer the message. The text

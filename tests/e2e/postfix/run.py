@@ -23,6 +23,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import smuggling as smuggling_checks  # noqa: E402  (tests/e2e/smuggling.py)
 import pipelining as pipelining_checks  # noqa: E402  (tests/e2e/pipelining.py)
+import load as load_checks  # noqa: E402  (tests/e2e/load.py)
 
 D = os.environ["E2E_DIR"]
 BIN = os.environ["BLACKPONY_BIN"]
@@ -48,6 +49,7 @@ LOG = {
     "b-proxy": os.path.join(D, "logs", "b-proxy.log"),
     "b-xclient": os.path.join(D, "logs", "b-xclient.log"),
     "b-control": os.path.join(D, "logs", "b-control.log"),
+    "a-fault": os.path.join(D, "logs", "a-fault.log"),
 }
 
 failures = []
@@ -552,6 +554,81 @@ def deferred_then_delivered():
         report(count_mail("b", "pb/carol", tok) == 1, "[R] exactly once")
 
 
+def forced_panic():
+    """[F] The blackpony-fault transport runs a mailer built with the
+    fault-injection feature that panics after the remote accepted the
+    recipient (BLACKPONY_FAULT=panic-after-rcpt): the panic hook must exit
+    75, so Postfix defers the message, and print nothing but its status line."""
+    if "blackpony-fault" not in read(os.path.join(D, "a", "master.cf")):
+        print("SKIP  [F] forced panic (E2E_FAULT=0)", flush=True)
+        return
+    with Test("[F] a forced panic in blackpony-mailer --pipe defers, never bounces"):
+        tok = token("F-panic")
+        fm, bm = mark("a-fault"), mark("b")
+        qid, rc, data = smtp_send(A_SUBMIT, "alice@pa.test", ["panic@pb.test"],
+                                  message(tok, "alice@pa.test", "panic@pb.test"))
+        report(qid is not None, "[F] site A queues the message (%s)" % qid, "RCPT %s DATA %s" % (rc, data))
+        st, line = postfix_status("a", qid or "-", "panic@pb.test")
+        info(line.split(": ", 1)[-1] if st else line)
+        report(st == "deferred" and "relay=blackpony-fault" in line,
+               "[F] Postfix A: status=deferred relay=blackpony-fault", line)
+        # pipe(8) puts all the command printed (stdout and stderr, newlines
+        # as blanks) into the reason: only the hook's status line, no panic message.
+        why = re.search(r"status=deferred \((.*)\)$", line or "")
+        report(why is not None and why.group(1).strip() == "blackpony-mailer: internal error" and "dsn=4.3.0" in line,
+               "[F] ... dsn=4.3.0, and the mailer printed only its status line",
+               "reason %r" % (why.group(1) if why else None))
+        flog = since("a-fault", fm)
+        report("internal error (panic)" in flog and "fault injected at after-rcpt" in flog,
+               "[F] the panic is in the mailer's log, after B accepted the recipient",
+               "a-fault.log: %r" % flog[-400:])
+        report(re.search(r"RCPT from \S+: |to=<panic@pb.test>", since("b", bm)) is None
+               and count_mail("b", "pb/panic", tok) == 0,
+               "[F] B did not take the message (no DATA reached it)")
+        q = subprocess.run(["postqueue", "-c", os.path.join(D, "a"), "-j"], capture_output=True, text=True)
+        entry = next((ln for ln in q.stdout.splitlines() if qid and '"queue_id": "%s"' % qid in ln), "")
+        report('"queue_name": "deferred"' in entry and "panic@pb.test" in entry,
+               "[F] postqueue -j: %s is in the deferred queue, for panic@pb.test" % qid,
+               "postqueue -j: %r" % (entry or q.stdout[-400:] + q.stderr))
+        bounce = find_mail("a", "pa/alice", tok, timeout=1)
+        report(bounce is None, "[F] no bounce to alice@pa.test")
+
+
+def load():
+    """[L] 500 connections at once through xinetd and through blackpony
+    --listen, each one message to B's Postfix (tests/e2e/load.py)."""
+    if os.environ.get("E2E_LOAD", "1") == "0":
+        print("SKIP  [L] 500 connections at once (E2E_LOAD=0)", flush=True)
+        return
+    n = int(os.environ.get("E2E_LOAD_N", "500"))
+    maildir = os.path.join(D, "b", "mail", "pb", "load")
+
+    def pid_of(name):
+        return int(read(os.path.join(D, "run", name + ".pid")).strip())
+
+    paths = []
+    if os.path.exists(os.path.join(D, "run", "xinetd-l.cmd")):
+        paths.append(("xinetd", ("127.0.0.26", 25), "xinetd-l", lambda: load_checks.xinetd_measure(pid_of("xinetd-l"), n)))
+    else:
+        report(False, "[L] xinetd: cannot get xinetd (apt-get download xinetd); E2E_LOAD=0 skips [L]")
+    paths.append(("--listen", ("127.0.0.27", 2525), "listen-l", None))
+    lines = []
+    for label, addr, daemon, measure in paths:
+        ctl("start", daemon)
+        try:
+            if measure is None:  # --listen: its RSS before any connection
+                time.sleep(0.5)
+                pid = pid_of(daemon)
+                measure = load_checks.listen_measure(pid, n, load_checks.proc_kb(pid, "VmRSS"))
+            else:
+                measure = measure()
+            lines += load_checks.load_group(sys.modules[__name__], "[L]", n, [(label, addr, measure)],
+                                            maildir, "load@pb.test")
+        finally:
+            ctl("stop", daemon)
+    print("load: " + "; ".join(lines), flush=True)
+
+
 def records():
     """The session records went to the run's files (--record), one line per
     session or delivery, naming the suite; none to the system's default."""
@@ -575,7 +652,7 @@ def main():
     for group in (lambda: backend_tests("P", B_PROXY, "pb.test", "bob@pb.test", "pb/bob", "b-proxy"),
                   lambda: backend_tests("X", B_XCLIENT, "px.test", "xavier@px.test", "px/xavier", "b-xclient"),
                   xclient_spoof, relay_control, smuggling, pipelining, sender_tests, plain_tests,
-                  misconfigured_transport, deferred_then_delivered, records):
+                  misconfigured_transport, deferred_then_delivered, forced_panic, load, records):
         if not only or getattr(group, "__name__", "") in only:
             group()
     if known_bugs:
