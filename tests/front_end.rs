@@ -97,48 +97,24 @@ fn talking_before_a_group_ending_reply_is_refused_and_not_relayed() {
         "MAIL FROM:<a@x.test>",
         "RCPT TO:<b@y.test>",
     ];
-    // (commands answered first, the early write, the first reply, after what)
-    let cases: [(&[&str], &str, u16, &str); 6] = [
-        (
-            &[],
-            "EHLO client.test\r\nMAIL FROM:<early@x.test>\r\n",
-            250,
-            "EHLO",
-        ),
-        (
-            &[],
-            "HELO client.test\r\nMAIL FROM:<early@x.test>\r\n",
-            250,
-            "HELO",
-        ),
-        (
-            &mail[..1],
-            "NOOP\r\nMAIL FROM:<early@x.test>\r\n",
-            250,
-            "NOOP",
-        ),
-        (
-            &mail[..1],
-            "VRFY b\r\nMAIL FROM:<early@x.test>\r\n",
-            500,
-            "VRFY",
-        ),
-        (
-            &mail,
-            "DATA\r\nSubject: early\r\n\r\nbody\r\n.\r\n",
-            354,
-            "DATA",
-        ),
-        (
-            &mail,
-            "BDAT 6 LAST\r\nbody\r\nMAIL FROM:<early@x.test>\r\n",
-            250,
-            "BDAT LAST",
-        ),
+    let tail = "\r\nMAIL FROM:<early@x.test>\r\n";
+    let body = "\r\nSubject: early\r\n\r\nbody\r\n.\r\n";
+    let chunk = "\r\nbody\r\nMAIL FROM:<early@x.test>\r\n";
+    // (answered first, the command, what follows it at once, its reply, the log's name)
+    let cases: [(&[&str], &str, &str, u16, &str); 8] = [
+        (&[], "EHLO client.test", tail, 250, "EHLO"),
+        (&[], "HELO client.test", tail, 250, "HELO"),
+        (&mail[..1], "NOOP", tail, 250, "NOOP"),
+        (&mail[..1], "VRFY b", tail, 500, "VRFY"),
+        (&mail[..1], "EXPN b", tail, 500, "EXPN"),
+        // The CVE-2011-0411 shape: plaintext behind STARTTLS.
+        (&mail[..1], "STARTTLS", tail, 500, "STARTTLS"),
+        (&mail, "DATA", body, 354, "DATA"),
+        (&mail, "BDAT 6 LAST", chunk, 250, "BDAT LAST"),
     ];
-    for (before, early, first, after) in cases {
+    for (before, cmd, early, first, after) in cases {
         let mut c = session(addr, before);
-        c.send(early);
+        c.send(&format!("{cmd}{early}"));
         assert_eq!(c.reply().0, first, "{after}");
         let (code, text) = c.reply();
         assert_eq!((code, text.trim_end()), (554, OUT_OF_TURN), "{after}");
