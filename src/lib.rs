@@ -30,7 +30,6 @@ pub mod keys;
 pub mod limits;
 pub mod logging;
 pub mod netio;
-pub mod noise;
 pub mod outbound;
 pub mod peer;
 pub mod peers;
@@ -47,6 +46,8 @@ pub mod summary;
 pub mod switch;
 pub mod wire;
 
+/// Noise XX/IK/NX by hand: its own crate (noise/), which knows nothing of blackpony.
+pub use blackpony_noise as noise;
 pub use error::{Error, Result};
 
 /// The EHLO keyword and command verb, fixed by the wire contract.

@@ -8,9 +8,9 @@ pub mod kdf;
 pub mod mac;
 pub mod oaep;
 pub mod rot;
-mod secret;
-
-pub use secret::Secret;
+/// The zeroizing key type; it lives in blackpony-noise, the lowest crate that
+/// needs one.
+pub use blackpony_noise::Secret;
 
 /// Fill `buf` from the operating system's CSPRNG.
 pub fn random_bytes(buf: &mut [u8]) {
