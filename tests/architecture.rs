@@ -179,6 +179,25 @@ fn nothing_below_the_sessions_imports_a_session() {
     }
 }
 
+/// The workspace's other crates (dns/, noise/, report/) sit below or beside
+/// the core: none may depend on it, so none can import from it.
+#[test]
+fn member_crates_do_not_depend_on_the_core() {
+    for member in ["dns", "noise", "report"] {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(member)
+            .join("Cargo.toml");
+        let text = fs::read_to_string(&manifest).unwrap();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let dep = line.split('=').next().unwrap().trim();
+            assert!(
+                dep != "blackpony" && !line.contains("path = \"..\""),
+                "{member}/Cargo.toml depends on the core: {line}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_checker_sees_a_cycle_when_there_is_one() {
     let mut g = Graph::new();

@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::error::{invalid, malformed, DnsError};
-use super::wire::{addresses, build_query, check_reply, parse_response, Message};
-use super::wire::{TYPE_A, TYPE_AAAA};
+use crate::error::{invalid, malformed, DnsError};
+use crate::wire::{addresses, build_query, check_reply, parse_response, Message};
+use crate::wire::{TYPE_A, TYPE_AAAA};
 
 /// Without EDNS0 a server sends at most 512 bytes over UDP; the bigger
 /// buffer costs nothing and tolerates servers that send more anyway.
