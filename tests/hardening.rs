@@ -155,12 +155,7 @@ fn read_to_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
 fn commands_pipelined_behind_xblackpony_rot13_are_dropped() {
     let dir = scratch("hard-inj-rot");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound_at(
-        sink.addr,
-        &["--allow-rot"],
-        &dir.join("inbound.log"),
-        "debug",
-    );
+    let (_d, addr) = start_inbound(sink.addr, &["--allow-rot"], &dir.join("inbound.log"));
     let mut c = Client::connect(addr);
     assert_eq!(c.reply().0, 220);
     let (code, ehlo) = c.cmd("EHLO attacker.test");
@@ -192,11 +187,10 @@ fn commands_pipelined_behind_xblackpony_keyed_suites_are_dropped() {
     for (name, suite) in KEYED {
         let dir = scratch(&format!("hard-inj-{name}"));
         let sink = Sink::start();
-        let (_d, addr) = start_inbound_at(
+        let (_d, addr) = start_inbound(
             sink.addr,
             &["--key", kb.to_str().unwrap(), "--suites", BOTH],
             &dir.join("inbound.log"),
-            "debug",
         );
         let mut c = Client::connect(addr);
         assert_eq!(c.reply().0, 220);
@@ -277,11 +271,10 @@ fn encrypted_session_with_every_byte_in_its_own_segment() {
     for (name, _) in KEYED {
         let dir = scratch(&format!("hard-trickle-{name}"));
         let sink = Sink::start();
-        let (_d, inbound) = start_inbound_at(
+        let (_d, inbound) = start_inbound(
             sink.addr,
             &["--key", kb.to_str().unwrap(), "--suites", BOTH],
             &dir.join("inbound.log"),
-            "debug",
         );
         let relay = Relay::with(inbound, Tamper::Trickle(Duration::from_micros(500)));
         let body = b"Subject: trickle\r\n\r\n..dot\r\nline two\r\n";
@@ -414,12 +407,7 @@ fn endless_line_is_refused_in_bounded_memory() {
 fn slowloris_is_cut_at_the_line_deadline() {
     let dir = scratch("hard-slowloris");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound_at(
-        sink.addr,
-        &["--timeout", "2"],
-        &dir.join("inbound.log"),
-        "debug",
-    );
+    let (_d, addr) = start_inbound(sink.addr, &["--timeout", "2"], &dir.join("inbound.log"));
 
     let mut c = Client::connect(addr);
     assert_eq!(c.reply().0, 220);
@@ -525,7 +513,7 @@ fn tampered_delivery_with(attack: Attack, at: usize, suite: &str) {
     let (_, kb) = test_keys();
     let dir = scratch(&format!("hard-tamper-{attack:?}-{suite}"));
     let sink = Sink::start();
-    let (_d, inbound) = start_inbound_at(
+    let (_d, inbound) = start_inbound(
         sink.addr,
         &[
             "--key",
@@ -536,7 +524,6 @@ fn tampered_delivery_with(attack: Attack, at: usize, suite: &str) {
             BOTH,
         ],
         &dir.join("inbound.log"),
-        "debug",
     );
     let relay = Relay::with(inbound, Tamper::Record(attack, at));
     let mut body = b"Subject: tampered\r\n\r\n".to_vec();
@@ -694,11 +681,10 @@ fn smuggling_inputs_reach_the_backend_unchanged() {
             .contains(&"QUIT".to_string())));
 
         let proxied = Sink::start();
-        let (_d, addr) = start_inbound_at(
+        let (_d, addr) = start_inbound(
             proxied.addr,
             &["--allow-bare-newline"],
             &dir.join(format!("{name}.log")),
-            "debug",
         );
         smuggle(addr, body);
         assert!(wait_until(Duration::from_secs(10), || proxied
@@ -737,12 +723,8 @@ fn smuggling_inputs_are_refused_with_forbid_bare_newline() {
     ] {
         for (name, body) in SMUGGLING {
             let sink = Sink::start();
-            let (_d, addr) = start_inbound_at(
-                sink.addr,
-                opts,
-                &dir.join(format!("{mode}-{name}.log")),
-                "debug",
-            );
+            let (_d, addr) =
+                start_inbound(sink.addr, opts, &dir.join(format!("{mode}-{name}.log")));
             let said = smuggle(addr, body);
             assert!(said.contains("421 4.5.0 Bare"), "{mode} {name}: {said:?}");
             let after_body = said.rsplit("354").next().unwrap_or("");
@@ -766,12 +748,7 @@ fn smuggling_inputs_are_refused_with_forbid_bare_newline() {
             );
         }
         let sink = Sink::start();
-        let (_d, addr) = start_inbound_at(
-            sink.addr,
-            opts,
-            &dir.join(format!("{mode}-cmd.log")),
-            "debug",
-        );
+        let (_d, addr) = start_inbound(sink.addr, opts, &dir.join(format!("{mode}-cmd.log")));
         let mut c = Client::connect(addr);
         assert_eq!(c.reply().0, 220);
         c.send("NOOP\nMAIL FROM:<evil@smuggler.test>\r\n");
@@ -950,11 +927,10 @@ fn a_server_with_a_100_line_ehlo_reply_still_gets_mail() {
         ehlo: Some(lines),
         ..Script::default()
     });
-    let (_d, inbound) = start_inbound_at(
+    let (_d, inbound) = start_inbound(
         sink.addr,
         &["--key", kb.to_str().unwrap()],
         &dir.join("inbound.log"),
-        "debug",
     );
     let run = mail(
         inbound.port(),

@@ -96,6 +96,11 @@ fn drive() -> Drive {
     Drive::default()
 }
 
+/// The usual delivery: SHORT_BODY to the address literal, driven as sendmail does.
+fn send(dir: &Path, port: u16, extra: &[&str]) -> Run {
+    run_mailer(&args(dir, port, extra), "[127.0.0.1]", SHORT_BODY, &drive())
+}
+
 fn first_line(reply: Option<&str>) -> &str {
     reply.unwrap_or("").lines().next().unwrap_or("")
 }
@@ -207,12 +212,7 @@ fn log_line_reports_what_became_of_the_message() {
             dot_reply: dot.map(str::to_string),
             ..Script::default()
         });
-        let run = run_mailer(
-            &args(&dir, smtpd.addr.port(), &[]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
+        let run = send(&dir, smtpd.addr.port(), &[]);
         assert_eq!(first_line(run.reply(".")), want);
         let log = mailer_log(&dir);
         let line = log
@@ -237,12 +237,7 @@ fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
         ..Script::default()
     };
     let sink = Sink::with(script);
-    let run = run_mailer(
-        &args(&dir, sink.addr.port(), &[]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, sink.addr.port(), &[]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(run.reply("EHLO"), Some(SINK_EHLO));
     assert_eq!(sink.wait_for(1)[0].data, SHORT_BODY);
@@ -259,12 +254,7 @@ fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
         ..Script::default()
     };
     let smtpd = Smtpd::with(script);
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &[]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, smtpd.addr.port(), &[]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(
         run.greeting,
@@ -285,12 +275,7 @@ fn helo_only_server_gets_its_mail() {
         ehlo: None,
         ..Script::default()
     });
-    let run = run_mailer(
-        &args(&dir, sink.addr.port(), &[]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, sink.addr.port(), &[]);
     assert_eq!(
         run.reply("EHLO"),
         Some("502 5.5.1 EHLO not implemented\r\n")
@@ -781,19 +766,14 @@ fn stripped_keyword_under_each_policy() {
     let (_inbound, addr) = inbound(sink.addr, kb, &dir.join("inbound.log"));
     let relay = Relay::start(addr);
     let port = relay.addr.port();
-    let run = run_mailer(&args(&dir, port, &[]), "[127.0.0.1]", SHORT_BODY, &drive());
+    let run = send(&dir, port, &[]);
     assert!(run.delivered(), "{run:#?}");
     let pinned = pins(&dir);
     assert_eq!(pinned.len(), 1);
     relay.set_tamper(Tamper::StripKeyword);
 
     // may: delivered in plain, with a warning naming the peer.
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "may"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "may"]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(sink.wait_for(2).len(), 2);
     let cap = relay.captures().pop().unwrap();
@@ -813,12 +793,7 @@ fn stripped_keyword_under_each_policy() {
     // tofu: sendmail's EHLO gets 421 4.7.5 (decided before anything more of
     // sendmail's is relayed), the sink nothing.
     let mails_before = mail_commands(&sink);
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "tofu"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "tofu"]);
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
         "{run:#?}"
@@ -845,12 +820,7 @@ fn stripped_keyword_under_each_policy() {
     }
     run.assert_not_accepted();
     // require, with the pin: the same.
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "require"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "require"]);
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
         "{run:#?}"
@@ -1015,12 +985,7 @@ fn corrupt_known_peers_file_defers_with_the_reason_in_the_log() {
     let dir = scratch("outb-corrupt-pins");
     std::fs::write(known_peers(&dir), "[127.0.0.1] only-two-fields\n").unwrap();
     let smtpd = Smtpd::with(Script::default());
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &[]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, smtpd.addr.port(), &[]);
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4."),
         "{run:#?}"
@@ -1047,19 +1012,14 @@ fn key_change_under_each_policy() {
     let (fp_b, fp_c) = (fingerprint(kb), fingerprint(kc));
     assert_ne!(fp_b, fp_c);
     // The default policy (tofu) pins on first contact.
-    let run = run_mailer(&args(&dir, port, &[]), "[127.0.0.1]", SHORT_BODY, &drive());
+    let run = send(&dir, port, &[]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(pins(&dir)[0][1], fp_b);
     relay.set_backend(addr_c);
     let file_before = std::fs::read_to_string(known_peers(&dir)).unwrap();
 
     for policy in ["tofu", "require"] {
-        let run = run_mailer(
-            &args(&dir, port, &["--policy", policy]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
+        let run = send(&dir, port, &["--policy", policy]);
         // Refused during the handshake, at sendmail's EHLO: nothing of
         // sendmail's but that EHLO reached the server with the new key.
         assert!(
@@ -1077,12 +1037,7 @@ fn key_change_under_each_policy() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(sink.messages().len(), 1);
 
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "may"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "may"]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(sink.wait_for(2).len(), 2);
     let warns = log_lines(&dir, "warn");
@@ -1107,12 +1062,7 @@ fn key_change_under_each_policy() {
     assert_eq!(pins(&dir)[0][1], fp_b);
 
     // So tofu still defers the new key...
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "tofu"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "tofu"]);
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
         "{run:#?}"
@@ -1126,12 +1076,7 @@ fn key_change_under_each_policy() {
         "[127.0.0.1]",
     ]);
     assert!(st.success(), "{st} {out} {err}");
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "tofu"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "tofu"]);
     assert!(run.delivered(), "{run:#?}");
     let p = pins(&dir);
     assert_eq!(p.len(), 1);
@@ -1234,12 +1179,7 @@ fn remote_silent_after_the_message_keeps_it_queued() {
         ..Script::default()
     });
     let t = Instant::now();
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &["--timeout", "1"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, smtpd.addr.port(), &["--timeout", "1"]);
     assert!(first_line(run.reply(".")).starts_with("421 4."), "{run:#?}");
     run.assert_not_accepted();
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
@@ -1347,76 +1287,44 @@ fn sendmail_dying_mid_data_delivers_nothing() {
     assert!(sink.messages().is_empty());
 }
 
+/// A server that answers `cmd` ("RCPT", "DATA" or the final ".") with `reply`.
+fn refusing(cmd: &str, reply: &str) -> Script {
+    let r = Some(reply.to_string());
+    match cmd {
+        "RCPT" => Script {
+            rcpt_reply: r,
+            ..Script::default()
+        },
+        "DATA" => Script {
+            data_reply: r,
+            ..Script::default()
+        },
+        _ => Script {
+            dot_reply: r,
+            ..Script::default()
+        },
+    }
+}
+
 #[test]
 fn remote_refusals_reach_sendmail_exactly() {
     let dir = scratch("outb-refusals");
-    let cases: [(Script, &str, &str); 7] = [
+    let cases = [
         (
-            Script {
-                rcpt_reply: Some("550-5.1.1 no such user here\r\n550 5.1.1 try elsewhere".into()),
-                ..Script::default()
-            },
             "RCPT",
-            "550-5.1.1 no such user here\r\n550 5.1.1 try elsewhere\r\n",
+            "550-5.1.1 no such user here\r\n550 5.1.1 try elsewhere",
         ),
-        (
-            Script {
-                rcpt_reply: Some("450 4.2.1 mailbox busy".into()),
-                ..Script::default()
-            },
-            "RCPT",
-            "450 4.2.1 mailbox busy\r\n",
-        ),
-        (
-            Script {
-                rcpt_reply: Some("550 5.1.1 no such user".into()),
-                ..Script::default()
-            },
-            "RCPT",
-            "550 5.1.1 no such user\r\n",
-        ),
-        (
-            Script {
-                data_reply: Some("451 4.3.0 not now".into()),
-                ..Script::default()
-            },
-            "DATA",
-            "451 4.3.0 not now\r\n",
-        ),
-        (
-            Script {
-                data_reply: Some("554 5.5.0 no valid recipients".into()),
-                ..Script::default()
-            },
-            "DATA",
-            "554 5.5.0 no valid recipients\r\n",
-        ),
-        (
-            Script {
-                dot_reply: Some("452 4.3.1 insufficient storage".into()),
-                ..Script::default()
-            },
-            ".",
-            "452 4.3.1 insufficient storage\r\n",
-        ),
-        (
-            Script {
-                dot_reply: Some("554 5.6.0 content rejected".into()),
-                ..Script::default()
-            },
-            ".",
-            "554 5.6.0 content rejected\r\n",
-        ),
+        ("RCPT", "450 4.2.1 mailbox busy"),
+        ("RCPT", "550 5.1.1 no such user"),
+        ("DATA", "451 4.3.0 not now"),
+        ("DATA", "554 5.5.0 no valid recipients"),
+        (".", "452 4.3.1 insufficient storage"),
+        (".", "554 5.6.0 content rejected"),
     ];
-    for (script, cmd, want) in cases {
-        let smtpd = Smtpd::with(script);
-        let run = run_mailer(
-            &args(&dir, smtpd.addr.port(), &[]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
-        assert_eq!(run.reply(cmd), Some(want), "{run:#?}");
+    for (cmd, reply) in cases {
+        let smtpd = Smtpd::with(refusing(cmd, reply));
+        let run = send(&dir, smtpd.addr.port(), &[]);
+        assert_eq!(run.reply(cmd), Some(&*format!("{reply}\r\n")), "{run:#?}");
         run.assert_not_accepted();
         assert!(smtpd.messages().is_empty());
     }
@@ -1426,34 +1334,14 @@ fn remote_refusals_reach_sendmail_exactly() {
 fn remote_refusals_reach_sendmail_exactly_when_encrypted() {
     let (_, kb) = test_keys();
     let dir = scratch("outb-refusals-enc");
-    let cases = [
-        (
-            Script {
-                rcpt_reply: Some("550 5.1.1 no such user".into()),
-                ..Script::default()
-            },
-            "RCPT",
-            "550 5.1.1 no such user\r\n",
-        ),
-        (
-            Script {
-                dot_reply: Some("451 4.3.0 try again later".into()),
-                ..Script::default()
-            },
-            ".",
-            "451 4.3.0 try again later\r\n",
-        ),
-    ];
-    for (b, cmd, want) in cases {
-        let sink = Sink::with(b);
+    for (cmd, reply) in [
+        ("RCPT", "550 5.1.1 no such user"),
+        (".", "451 4.3.0 try again later"),
+    ] {
+        let sink = Sink::with(refusing(cmd, reply));
         let (_inbound, addr) = inbound(sink.addr, kb, &dir.join("inbound.log"));
-        let run = run_mailer(
-            &args(&dir, addr.port(), &[]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
-        assert_eq!(run.reply(cmd), Some(want), "{run:#?}");
+        let run = send(&dir, addr.port(), &[]);
+        assert_eq!(run.reply(cmd), Some(&*format!("{reply}\r\n")), "{run:#?}");
         run.assert_not_accepted();
         assert!(sink.messages().is_empty());
         assert!(mailer_log(&dir).contains("suite=RSA-BLOWFISH"));
@@ -1470,12 +1358,7 @@ fn forged_record_is_a_4xx_and_delivers_nothing() {
     // Records after the handshake: 0 answers the inner EHLO, 1 MAIL, 2 RCPT, 3 DATA.
     for (n, cmd) in [(0, "EHLO"), (1, "MAIL"), (3, "DATA")] {
         relay.set_tamper(Tamper::Record(Attack::FlipToClient, n));
-        let run = run_mailer(
-            &args(&dir, relay.addr.port(), &[]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
+        let run = send(&dir, relay.addr.port(), &[]);
         assert!(
             first_line(run.reply(cmd)).starts_with("421 4."),
             "record {n}: {run:#?}"
@@ -1504,12 +1387,7 @@ fn failed_handshake_is_not_retried_in_plain() {
             ..Script::default()
         });
         for policy in ["may", "tofu"] {
-            let run = run_mailer(
-                &args(&dir, smtpd.addr.port(), &["--policy", policy]),
-                "[127.0.0.1]",
-                SHORT_BODY,
-                &drive(),
-            );
+            let run = send(&dir, smtpd.addr.port(), &["--policy", policy]);
             let ehlo = first_line(run.reply("EHLO"));
             assert!(ehlo.starts_with("421 4."), "{policy}: {run:#?}");
             assert!(run.reply("MAIL").is_none_or(|r| r.starts_with('4')));
