@@ -11,7 +11,6 @@ pub mod cert_cache;
 pub mod channel;
 pub mod cli;
 pub mod clock;
-pub mod crypto;
 pub mod error;
 pub mod inbound;
 pub mod keys;
@@ -34,6 +33,8 @@ pub mod summary;
 pub mod switch;
 pub mod wire;
 
+/// Thin wrappers over RustCrypto and the zeroizing `Secret`: its own crate (crypto/).
+pub use blackpony_crypto as crypto;
 /// The DNS stub resolver and MX selection: its own crate (dns/).
 pub use blackpony_dns as dns;
 /// Noise XX/IK/NX by hand: its own crate (noise/), which knows nothing of blackpony.

@@ -3,9 +3,7 @@
 //! patterns NX, XX and IK, for both roles. Written on the crates already in
 //! the tree (x25519-dalek, chacha20poly1305, hkdf/sha2) instead of `snow`,
 //! which would bring a second copy of each; the Cacophony vectors in
-//! tests/noise_vectors.rs pin every byte. [`Secret`], the zeroizing key
-//! type, lives here because this is the lowest crate that needs it; the core
-//! re-exports it as `blackpony::crypto::Secret`.
+//! tests/noise_vectors.rs pin every byte.
 //!
 //! Names follow the specification's sections 5.1-5.3 so the two can be read
 //! side by side. One deliberate addition: a DH result of all zeros (the peer
@@ -19,9 +17,7 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-mod secret;
-
-pub use secret::Secret;
+use blackpony_crypto::Secret;
 
 /// Largest Noise message, handshake or transport (spec section 3).
 pub const MAX_MESSAGE: usize = 65535;

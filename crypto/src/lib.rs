@@ -1,6 +1,7 @@
 //! Thin wrappers over vetted primitives. Nothing here invents cryptography;
 //! each file adapts one RustCrypto crate to the shapes the wire layer needs
 //! and keeps key material in zeroizing types with no `Debug`.
+#![forbid(unsafe_code)]
 
 pub mod blowfish_ctr;
 pub mod hash;
@@ -8,9 +9,9 @@ pub mod kdf;
 pub mod mac;
 pub mod oaep;
 pub mod rot;
-/// The zeroizing key type; it lives in blackpony-noise, the lowest crate that
-/// needs one.
-pub use blackpony_noise::Secret;
+mod secret;
+
+pub use secret::Secret;
 
 /// Fill `buf` from the operating system's CSPRNG.
 pub fn random_bytes(buf: &mut [u8]) {
