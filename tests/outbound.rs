@@ -98,7 +98,12 @@ fn drive() -> Drive {
 
 /// The usual delivery: SHORT_BODY to the address literal, driven as sendmail does.
 fn send(dir: &Path, port: u16, extra: &[&str]) -> Run {
-    run_mailer(&args(dir, port, extra), "[127.0.0.1]", SHORT_BODY, &drive())
+    send_as(dir, port, extra, SHORT_BODY, &drive())
+}
+
+/// `body` to the address literal, driven as `d` says.
+fn send_as(dir: &Path, port: u16, extra: &[&str], body: &[u8], d: &Drive) -> Run {
+    run_mailer(&args(dir, port, extra), "[127.0.0.1]", body, d)
 }
 
 fn first_line(reply: Option<&str>) -> &str {
@@ -829,12 +834,7 @@ fn stripped_keyword_under_each_policy() {
 
     // require, an unknown peer that is plain: 4xx.
     let fresh = scratch("outb-strip-fresh");
-    let run = run_mailer(
-        &args(&fresh, port, &["--policy", "require"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send_as(&fresh, port, &["--policy", "require"], SHORT_BODY, &drive());
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
         "{run:#?}"
@@ -925,9 +925,10 @@ fn starttls_does_not_bypass_the_policy() {
         ..drive()
     };
     // require: an unknown plain peer.
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &["--policy", "require"]),
-        "[127.0.0.1]",
+    let run = send_as(
+        &dir,
+        smtpd.addr.port(),
+        &["--policy", "require"],
         SHORT_BODY,
         &d,
     );
@@ -939,9 +940,10 @@ fn starttls_does_not_bypass_the_policy() {
          [127.0.0.1] SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA RSA-BLOWFISH 2026-01-01 2026-01-01\n",
     )
     .unwrap();
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &["--policy", "tofu"]),
-        "[127.0.0.1]",
+    let run = send_as(
+        &dir,
+        smtpd.addr.port(),
+        &["--policy", "tofu"],
         SHORT_BODY,
         &d,
     );
@@ -972,7 +974,7 @@ fn starttls_inside_the_encrypted_channel_still_pins_the_peer() {
         starttls: true,
         ..drive()
     };
-    let run = run_mailer(&args(&dir, addr.port(), &[]), "[127.0.0.1]", SHORT_BODY, &d);
+    let run = send_as(&dir, addr.port(), &[], SHORT_BODY, &d);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(smtpd.messages().len(), 1);
     let p = pins(&dir);
@@ -1126,12 +1128,7 @@ fn remote_cut_mid_data_keeps_the_message_queued() {
             cut_data_after: Some(cut),
             ..Script::default()
         });
-        let run = run_mailer(
-            &args(&dir, smtpd.addr.port(), &[]),
-            "[127.0.0.1]",
-            body,
-            &drive(),
-        );
+        let run = send_as(&dir, smtpd.addr.port(), &[], body, &drive());
         assert_eq!(first_line(run.reply("DATA")), "354 go ahead");
         let dot = first_line(run.reply("."));
         assert!(
@@ -1158,12 +1155,7 @@ fn remote_failure_mid_data_does_not_deadlock_sendmail() {
         ..Script::default()
     });
     // 2 MB: more than the pipes and the mailer's read-ahead hold.
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &[]),
-        "[127.0.0.1]",
-        &body_of(70_000),
-        &drive(),
-    );
+    let run = send_as(&dir, smtpd.addr.port(), &[], &body_of(70_000), &drive());
     assert!(first_line(run.reply(".")).starts_with("421 4."), "{run:#?}");
     // Exactly one reply to the message, then the one to QUIT.
     assert_eq!(run.reply("QUIT"), Some("221 2.0.0 Bye\r\n"), "{run:#?}");
@@ -1196,12 +1188,7 @@ fn remote_cut_mid_data_behind_blackpony_keeps_the_message_queued() {
             ..Script::default()
         });
         let (_inbound, addr) = inbound(smtpd.addr, kb, &dir.join("inbound.log"));
-        let run = run_mailer(
-            &args(&dir, addr.port(), &[]),
-            "[127.0.0.1]",
-            &body,
-            &drive(),
-        );
+        let run = send_as(&dir, addr.port(), &[], &body, &drive());
         assert_eq!(first_line(run.reply("DATA")), "354 go ahead", "{run:#?}");
         let dot = first_line(run.reply("."));
         assert!(
@@ -1225,12 +1212,7 @@ fn two_messages_in_one_encrypted_session() {
         pipelining: true,
         ..drive()
     };
-    let run = run_mailer(
-        &args(&dir, addr.port(), &["--policy", "require"]),
-        "[127.0.0.1]",
-        &body,
-        &d,
-    );
+    let run = send_as(&dir, addr.port(), &["--policy", "require"], &body, &d);
     assert_eq!(
         run.replies_to("."),
         ["250 2.0.0 accepted\r\n", "250 2.0.0 accepted\r\n"],
@@ -1270,7 +1252,7 @@ fn sendmail_dying_mid_data_delivers_nothing() {
     };
     // Plain.
     let sink = Sink::start();
-    let run = run_mailer(&args(&dir, sink.addr.port(), &[]), "[127.0.0.1]", &body, &d);
+    let run = send_as(&dir, sink.addr.port(), &[], &body, &d);
     assert_eq!(first_line(run.reply("DATA")), "354 go ahead", "{run:#?}");
     wait_until("the sink sees the cut", || {
         sink.log.lock().unwrap().partial == 1
@@ -1279,7 +1261,7 @@ fn sendmail_dying_mid_data_delivers_nothing() {
     // Encrypted.
     let sink = Sink::start();
     let (_inbound, addr) = inbound(sink.addr, kb, &dir.join("inbound.log"));
-    let run = run_mailer(&args(&dir, addr.port(), &[]), "[127.0.0.1]", &body, &d);
+    let run = send_as(&dir, addr.port(), &[], &body, &d);
     assert_eq!(first_line(run.reply("DATA")), "354 go ahead", "{run:#?}");
     wait_until("the sink sees the cut", || {
         sink.log.lock().unwrap().partial == 1

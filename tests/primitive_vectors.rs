@@ -36,18 +36,11 @@ type BlowfishCtr = ctr::Ctr64BE<Blowfish>;
 /// Decodes hex (either case). Panics on malformed input: vector files are
 /// trusted to be well-formed, and a typo must fail loudly.
 fn hex(s: &str) -> Vec<u8> {
-    fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => panic!("bad hex digit {:?}", c as char),
-        }
-    }
-    let s = s.as_bytes();
-    assert!(s.len().is_multiple_of(2), "odd-length hex");
-    s.chunks(2)
-        .map(|p| (nibble(p[0]) << 4) | nibble(p[1]))
+    let ok = s.len().is_multiple_of(2) && s.bytes().all(|c| c.is_ascii_hexdigit());
+    assert!(ok, "bad hex {s:?}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
 
