@@ -16,7 +16,7 @@
 //!   by a ChaCha20Poly1305 keyed independently of the library's Protection.
 //!
 //! Wycheproof vectors are converted by `tests/vectors/convert.py` into the
-//! line format `tests/primitive_vectors.rs` also reads (see the README in
+//! line format `crypto/tests/primitive_vectors.rs` also reads (see the README in
 //! `tests/vectors/`). Every test counts what it checked and asserts the
 //! count, so a parse that silently finds nothing fails.
 //!
@@ -44,7 +44,7 @@ use x25519_dalek::rand_core::{TryCryptoRng, TryRng};
 use x25519_dalek::{x25519, EphemeralSecret, PublicKey as DhPublic, X25519_BASEPOINT_BYTES};
 
 // ---------------------------------------------------------------------------
-// Helpers (the parser is the one of tests/primitive_vectors.rs, plus the
+// Helpers (the parser is the one of crypto/tests/primitive_vectors.rs, plus the
 // `acceptable` result and flags)
 // ---------------------------------------------------------------------------
 
