@@ -137,8 +137,12 @@ fn hard_body() -> Vec<u8> {
     b
 }
 
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    find(hay, needle).is_some()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -332,25 +336,10 @@ fn encrypted_delivery_hides_the_message_and_pins_the_peer() {
     );
     assert!(contains(&cap.up, switch));
     let go = b"220 2.0.0 Go ahead with RSA-BLOWFISH\r\n";
-    let at = cap
-        .down
-        .windows(go.len())
-        .position(|w| w == go)
-        .expect("no 220 to the switch")
-        + go.len();
-    let after_down = &cap.down[at..];
-    let up_at = cap
-        .up
-        .windows(switch.len())
-        .position(|w| w == switch)
-        .unwrap();
-    let up_cmd_end = up_at
-        + 2
-        + cap.up[up_at + 2..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .unwrap();
-    let after_up = &cap.up[up_cmd_end + 1..];
+    let after_down = &cap.down[find(&cap.down, go).expect("no 220 to the switch") + go.len()..];
+    // After the switch command's own line (it starts with the CRLF before it).
+    let up_at = find(&cap.up, switch).unwrap() + 2;
+    let after_up = &cap.up[up_at + find(&cap.up[up_at..], b"\n").unwrap() + 1..];
     assert!(
         after_up.len() > body.len(),
         "the message did not go this way"
