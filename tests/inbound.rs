@@ -798,7 +798,7 @@ fn contract_errors_inside_the_channel() {
 fn backend_down_gets_421_and_close() {
     let dir = scratch("inb-down");
     let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (_d, addr) = start_inbound(closed, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(closed, &dir, &[]);
     let mut c = connect(addr);
     let (code, text) = c.reply();
     assert_eq!(code, 421);
@@ -816,7 +816,7 @@ fn backend_dying_mid_session_gets_421_and_close() {
     })
     .addr;
     let dir = scratch("inb-dies");
-    let (_d, addr) = start_inbound(backend, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(backend, &dir, &[]);
     let mut c = greeted(addr, true);
     let (code, text) = c.cmd("MAIL FROM:<a@b.test>");
     assert_eq!(code, 421, "{text}");
@@ -828,7 +828,7 @@ fn backend_dying_mid_session_gets_421_and_close() {
 fn client_cut_mid_data_delivers_nothing() {
     let dir = scratch("inb-cut");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").0, 250);
     assert_eq!(c.cmd("RCPT TO:<b@receiver.test>").0, 250);
@@ -966,7 +966,7 @@ fn injection_on_a_socket_from_the_launcher() {
 fn overlong_line_gets_500_and_close() {
     let dir = scratch("inb-long");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     c.send(&"A".repeat(5000));
     let (code, text) = c.reply();
@@ -1045,7 +1045,7 @@ fn client_silent_mid_data_times_out_without_delivery() {
 fn client_cut_mid_bdat_chunk_delivers_nothing() {
     let dir = scratch("inb-cut-bdat");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").0, 250);
     assert_eq!(c.cmd("RCPT TO:<b@receiver.test>").0, 250);
@@ -1181,7 +1181,7 @@ fn backend_overlong_reply_line_gets_421() {
     })
     .addr;
     let dir = scratch("inb-backend-long");
-    let (_d, addr) = start_inbound(backend, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(backend, &dir, &[]);
     let mut c = greeted(addr, false);
     let (code, text) = c.cmd("EHLO client.test");
     // The MTA is at fault: the sender must retry later, not bounce the mail.
@@ -1360,7 +1360,7 @@ fn starttls_turns_the_proxy_into_a_byte_pipe() {
 fn pipelining_and_bdat_pass_through() {
     let dir = scratch("inb-bdat");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     // PIPELINING: three commands in one write, three replies in order.
     c.send(
@@ -1390,7 +1390,7 @@ fn pipelining_and_bdat_pass_through() {
 fn half_close_after_pipelined_quit_loses_nothing() {
     let dir = scratch("inb-halfclose");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     c.send("MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@receiver.test>\r\nDATA\r\n");
     assert_eq!(c.reply().0, 250);
