@@ -193,6 +193,29 @@ fn sealed_stream(s: &mut Sealer, payloads: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// Push `data` through a RecordWriter (random write sizes up to `max_write`,
+/// a flush after one write in `flush_one_in`) and return the sealed stream.
+fn write_stream(
+    s: Sealer,
+    data: &[u8],
+    rng: &mut Rng,
+    max_write: usize,
+    flush_one_in: usize,
+) -> Vec<u8> {
+    let mut w = RecordWriter::new(Vec::new(), s);
+    let mut at = 0;
+    while at < data.len() {
+        let n = (1 + rng.below(max_write)).min(data.len() - at);
+        w.write_all(&data[at..at + n]).unwrap();
+        if rng.below(flush_one_in) == 0 {
+            w.flush().unwrap();
+        }
+        at += n;
+    }
+    w.close().unwrap();
+    std::mem::take(w.get_mut())
+}
+
 // --------------------------------------------------------------- round trip
 
 /// Payload sizes to try. Not 0: an empty Data record is not a legal record
@@ -354,18 +377,7 @@ fn sealer_refuses_payload_above_max() {
 fn one_mib_random_stream_through_writer_and_reader() {
     let mut rng = Rng(5);
     let data = rng.bytes(1 << 20);
-    let mut w = RecordWriter::new(Vec::new(), sealer(7));
-    let mut at = 0;
-    while at < data.len() {
-        let n = (1 + rng.below(40_000)).min(data.len() - at);
-        w.write_all(&data[at..at + n]).unwrap();
-        if rng.below(4) == 0 {
-            w.flush().unwrap();
-        }
-        at += n;
-    }
-    w.close().unwrap();
-    let stream = std::mem::take(w.get_mut());
+    let stream = write_stream(sealer(7), &data, &mut rng, 40_000, 4);
 
     // Every record the writer produced is well formed: Data records are never
     // empty and never above the limit, and exactly one Close ends the stream.
@@ -844,23 +856,6 @@ fn open_rejects_record_of_wrong_length() {
 
 // -------------------------------------------------------------------- rekey
 
-/// Push `data` through a RecordWriter (random write sizes, frequent flushes)
-/// and return the sealed stream.
-fn write_stream(s: Sealer, data: &[u8], rng: &mut Rng, max_write: usize) -> Vec<u8> {
-    let mut w = RecordWriter::new(Vec::new(), s);
-    let mut at = 0;
-    while at < data.len() {
-        let n = (1 + rng.below(max_write)).min(data.len() - at);
-        w.write_all(&data[at..at + n]).unwrap();
-        if rng.below(2) == 0 {
-            w.flush().unwrap();
-        }
-        at += n;
-    }
-    w.close().unwrap();
-    std::mem::take(w.get_mut())
-}
-
 #[test]
 fn rekey_every_4096_bytes_over_4_mib() {
     const LIMIT: u64 = 4096;
@@ -868,7 +863,7 @@ fn rekey_every_4096_bytes_over_4_mib() {
     let data = rng.bytes(4 << 20);
     let mut s = sealer(7);
     s.set_rekey_limit(LIMIT);
-    let stream = write_stream(s, &data, &mut rng, 20_000);
+    let stream = write_stream(s, &data, &mut rng, 20_000, 2);
 
     let mut o = opener(7);
     o.set_rekey_limit(LIMIT);
@@ -926,7 +921,7 @@ fn sender_with_lower_limit_works_with_default_opener() {
     let data = rng.bytes(256 * 1024);
     let mut s = sealer(7);
     s.set_rekey_limit(1000);
-    let stream = write_stream(s, &data, &mut rng, 3000);
+    let stream = write_stream(s, &data, &mut rng, 3000, 2);
     let records = parse_records(&stream);
     assert!(
         records[..records.len() - 1]
@@ -954,7 +949,7 @@ fn sender_with_lower_limit_works_with_default_opener() {
 #[test]
 fn opener_with_lower_limit_than_sender_rejects() {
     let data = Rng(10).bytes(4 * MAX_RECORD_PAYLOAD);
-    let stream = write_stream(sealer(7), &data, &mut Rng(10), 100_000);
+    let stream = write_stream(sealer(7), &data, &mut Rng(10), 100_000, 2);
     let mut o = opener(7);
     o.set_rekey_limit(4096);
     let mut src = Splits::whole(&stream);
