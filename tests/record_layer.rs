@@ -183,6 +183,14 @@ fn assert_record_error(e: &io::Error, what: &str) {
     );
 }
 
+/// Read `stream` to its end through a RecordReader in one piece (key 7):
+/// what it yielded, and how it ended.
+fn read_all(stream: &[u8]) -> (Vec<u8>, io::Result<usize>) {
+    let mut got = Vec::new();
+    let end = RecordReader::new(Splits::whole(stream), opener(7)).read_to_end(&mut got);
+    (got, end)
+}
+
 /// A stream of Data records with the given payloads, then Close.
 fn sealed_stream(s: &mut Sealer, payloads: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -323,12 +331,8 @@ fn empty_data_record_is_never_a_clean_end_of_stream() {
     }
     // Same at the end of a stream: an empty Data record where Close should be.
     let stream = hand_stream(7, &[(d, b"250 OK\r\n"), (d, b"")]);
-    let mut src = Splits::whole(&stream);
-    let mut r = RecordReader::new(&mut src, opener(7));
-    let mut got = Vec::new();
-    let e = r
-        .read_to_end(&mut got)
-        .expect_err("no Close: never a clean end");
+    let (got, end) = read_all(&stream);
+    let e = end.expect_err("no Close: never a clean end");
     assert!(
         matches!(
             e.kind(),
@@ -528,10 +532,8 @@ fn every_bit_flip_is_rejected_by_the_stream_readers() {
             let e = opener(7)
                 .read(&mut Splits::whole(&stream), &mut buf)
                 .unwrap_err();
-            let mut src = Splits::whole(&stream);
-            let mut r = RecordReader::new(&mut src, opener(7));
-            let mut got = Vec::new();
-            let e2 = r.read_to_end(&mut got).unwrap_err();
+            let (got, end) = read_all(&stream);
+            let e2 = end.unwrap_err();
             assert!(
                 got.is_empty(),
                 "bit {bit}: data yielded from a tampered record"
@@ -562,10 +564,8 @@ fn tampered_later_record_yields_only_what_precedes_it() {
     for bit in second_at * 8..stream.len() * 8 {
         let mut bad = stream.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
-        let mut src = Splits::whole(&bad);
-        let mut r = RecordReader::new(&mut src, opener(7));
-        let mut got = Vec::new();
-        assert!(r.read_to_end(&mut got).is_err(), "bit {bit}");
+        let (got, end) = read_all(&bad);
+        assert!(end.is_err(), "bit {bit}");
         let expect: &[u8] = if bit / 8 < close_at {
             b"first"
         } else {
@@ -594,10 +594,8 @@ fn replayed_record_is_rejected() {
     assert_record_error(&open_one(&mut o, &r[0]).unwrap_err(), "replay of record 0");
     // Also through the stream reader: one, one.
     let stream = [r[0].clone(), r[0].clone()].concat();
-    let mut src = Splits::whole(&stream);
-    let mut rr = RecordReader::new(&mut src, opener(7));
-    let mut got = Vec::new();
-    assert_record_error(&rr.read_to_end(&mut got).unwrap_err(), "replay in stream");
+    let (got, end) = read_all(&stream);
+    assert_record_error(&end.unwrap_err(), "replay in stream");
     assert_eq!(got, b"one");
 }
 
@@ -628,13 +626,8 @@ fn dropped_record_is_detected() {
 fn dropped_close_is_detected_as_truncation() {
     let mut s = sealer(7);
     let data = seal(&mut s, RecordType::Data, b"250 OK\r\n");
-    let mut src = Splits::whole(&data);
-    let mut r = RecordReader::new(&mut src, opener(7));
-    let mut got = Vec::new();
-    assert_eq!(
-        r.read_to_end(&mut got).unwrap_err().kind(),
-        io::ErrorKind::UnexpectedEof
-    );
+    let (got, end) = read_all(&data);
+    assert_eq!(end.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     assert_eq!(got, b"250 OK\r\n");
 }
 
@@ -709,12 +702,8 @@ fn stream_cut_anywhere_before_close_end_is_unexpected_eof() {
 }
 
 fn check_cut(stream: &[u8], expect: &[u8], cut: usize) {
-    let mut src = Splits::whole(&stream[..cut]);
-    let mut r = RecordReader::new(&mut src, opener(7));
-    let mut got = Vec::new();
-    let e = r
-        .read_to_end(&mut got)
-        .expect_err("a cut stream must not end cleanly");
+    let (got, end) = read_all(&stream[..cut]);
+    let e = end.expect_err("a cut stream must not end cleanly");
     assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "cut {cut}: {e}");
     assert!(
         e.get_ref().is_some_and(|i| i.is::<Truncated>()),
@@ -929,10 +918,8 @@ fn sender_with_lower_limit_works_with_default_opener() {
             .any(|(h, _)| body_len(h) == 1),
         "rekeys happened"
     );
-    let mut src = Splits::whole(&stream);
-    let mut r = RecordReader::new(&mut src, opener(7));
-    let mut got = Vec::new();
-    r.read_to_end(&mut got).unwrap();
+    let (got, end) = read_all(&stream);
+    end.unwrap();
     assert!(got == data);
 
     // And with an opener whose (lower than default) limit is still above the sender's.
