@@ -9,20 +9,15 @@ use std::io;
 
 use crate::reply::Reply;
 
-/// sysexits.h codes that sendmail and Postfix's pipe(8) understand.
+/// The sysexits.h codes the programs use; sendmail and Postfix's pipe(8) understand them.
 pub mod exit {
     pub const OK: i32 = 0;
-    pub const USAGE: i32 = 64;
     pub const DATAERR: i32 = 65;
     pub const NOHOST: i32 = 68;
     pub const UNAVAILABLE: i32 = 69;
-    pub const SOFTWARE: i32 = 70;
     pub const OSERR: i32 = 71;
-    pub const CANTCREAT: i32 = 73;
     pub const IOERR: i32 = 74;
     pub const TEMPFAIL: i32 = 75;
-    pub const PROTOCOL: i32 = 76;
-    pub const NOPERM: i32 = 77;
     pub const CONFIG: i32 = 78;
 }
 
@@ -81,14 +76,6 @@ impl Error {
         }
     }
 
-    /// Whether a sender may retry. Only a destination that can never work is permanent.
-    pub fn is_temporary(&self) -> bool {
-        !matches!(
-            self,
-            Error::Permanent(_) | Error::Config(_) | Error::LineTooLong | Error::Unsynchronized(_)
-        )
-    }
-
     /// The reply a peer or sendmail sees when this error ends the session.
     pub fn smtp_reply(&self) -> Reply {
         match self {
@@ -129,8 +116,7 @@ impl Error {
     /// The sysexits code a program exits with after this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => exit::CONFIG,
-            Error::Key(_) => exit::CONFIG,
+            Error::Config(_) | Error::Key(_) => exit::CONFIG,
             Error::Permanent(_) => exit::NOHOST,
             _ => exit::TEMPFAIL,
         }

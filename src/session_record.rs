@@ -43,10 +43,10 @@ pub const VERSION: u64 = 1;
 /// 2.7 KiB. Inbound, the peer is the client (`local` for a replayed session);
 /// outbound, the MX host name lower-cased as the known-peers file keys it
 /// (the destination if no MX answered).
-pub fn json_line(s: &Summary, time: &str) -> String {
-    let (peer_host, peer_addr, policy, verdict) = match &s.side {
-        Side::Inbound { client: Some(c) } => (c.ip().to_string(), c.to_string(), "-", "-"),
-        Side::Inbound { client: None } => ("local".into(), "-".into(), "-", "-"),
+fn json_line(s: &Summary, time: &str) -> String {
+    let (direction, peer_host, peer_addr, policy, verdict) = match &s.side {
+        Side::Inbound { client: Some(c) } => ("in", c.ip().to_string(), c.to_string(), "-", "-"),
+        Side::Inbound { client: None } => ("in", "local".into(), "-".into(), "-", "-"),
         Side::Outbound {
             dest,
             mx,
@@ -58,12 +58,8 @@ pub fn json_line(s: &Summary, time: &str) -> String {
                 Some(m) => (m.host.to_ascii_lowercase(), m.addr.to_string()),
                 None => (dest.clone(), "-".into()),
             };
-            (host, addr, policy.as_str(), verdict.as_str())
+            ("out", host, addr, policy.as_str(), verdict.as_str())
         }
-    };
-    let direction = match s.side {
-        Side::Inbound { .. } => "in",
-        Side::Outbound { .. } => "out",
     };
     let duration_ms = u64::try_from(s.started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut o = String::with_capacity(512);
@@ -220,7 +216,7 @@ fn push_key(o: &mut String, k: &str) {
 /// is at most `max` bytes; the cut falls between characters, never inside
 /// an escape. Control characters, `"` and `\` are escaped; the rest of
 /// UTF-8 is written as is.
-pub fn push_json_string(o: &mut String, s: &str, max: usize) {
+fn push_json_string(o: &mut String, s: &str, max: usize) {
     o.push('"');
     let mut used = 0;
     let mut buf = [0u8; 4];
@@ -260,7 +256,7 @@ pub fn finish(summary: &Summary) {
 
 /// Log a session's human line and append its record: both programs end a
 /// session here, so the log and the record never disagree.
-pub fn log_and_append(summary: &Summary, file: Option<&RecordFile>) {
+fn log_and_append(summary: &Summary, file: Option<&RecordFile>) {
     log::info!("{}", summary.log_line());
     if let Some(f) = file {
         if let Err(e) = f.append(summary) {

@@ -179,6 +179,56 @@ fn nothing_below_the_sessions_imports_a_session() {
     }
 }
 
+/// The workspace's other crates (crypto/, dns/, noise/, report/) sit below or beside
+/// the core: none may depend on it, so none can import from it.
+#[test]
+fn member_crates_do_not_depend_on_the_core() {
+    for member in ["crypto", "dns", "noise", "report"] {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(member)
+            .join("Cargo.toml");
+        let text = fs::read_to_string(&manifest).unwrap();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let dep = line.split('=').next().unwrap().trim();
+            assert!(
+                dep != "blackpony" && !line.contains("path = \"..\""),
+                "{member}/Cargo.toml depends on the core: {line}"
+            );
+        }
+    }
+}
+
+/// Inside each member crate the files import one another one way only, as
+/// the files of one directory of src/ must (dns: wire -> resolver -> mx).
+#[test]
+fn no_import_cycles_inside_member_crates() {
+    for member in ["crypto", "dns", "noise"] {
+        let mut files = Vec::new();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(member)
+            .join("src");
+        sources(&src, "", &mut files);
+        let name = |rel: &str| rel.trim_end_matches(".rs").to_string();
+        let names: BTreeSet<String> = files.iter().map(|(r, _)| name(r)).collect();
+        assert!(
+            names.contains("lib"),
+            "{member}: the source walk found {names:?}"
+        );
+        let mut g = Graph::new();
+        for (rel, text) in &files {
+            let edges = g.entry(name(rel)).or_default();
+            for t in targets(text, "crate::") {
+                if names.contains(&t) && t != name(rel) {
+                    edges.insert(t);
+                }
+            }
+        }
+        if let Some(c) = find_cycle(&g) {
+            panic!("import cycle inside {member}: {}", c.join(" -> "));
+        }
+    }
+}
+
 #[test]
 fn the_checker_sees_a_cycle_when_there_is_one() {
     let mut g = Graph::new();

@@ -63,12 +63,53 @@ fn endless(prefix: &str) -> Vec<u8> {
     v
 }
 
+/// `took`, the time until the cut, lies between `min_ms` and `max_s`: the
+/// deadline, not an earlier error nor a later one, did it.
+fn assert_cut_after(took: Duration, min_ms: u64, max_s: u64) {
+    assert!(
+        took >= Duration::from_millis(min_ms) && took < Duration::from_secs(max_s),
+        "cut after {took:?}"
+    );
+}
+
+/// Message data with a line break now and then: plausible, not one long line.
+fn slow_message() -> Vec<u8> {
+    [
+        &b"Subject: slow\r\n\r\n"[..],
+        &b"line\r\n".repeat(20),
+        b".\r\n",
+    ]
+    .concat()
+}
+
+/// The connection to the MTA was dropped mid-DATA: no final dot, no message.
+fn assert_cut_mid_data(sink: &Sink) {
+    let t = Instant::now();
+    while sink.partial() == 0 && t.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sink.partial(), 1);
+    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+}
+
+/// A server that trickles an endless greeting to its one client until the
+/// client closes; the handle gives how many bytes went out.
+fn trickling_server() -> (SocketAddr, thread::JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        Trickle::start(s.try_clone().unwrap(), endless("220 ")).stop_when_closed(&s)
+    });
+    (addr, server)
+}
+
 // ---- blackpony (inbound) ----
 
-fn inbound(sink: &Sink, name: &str, timeout: &str, session: &str) -> (Daemon, SocketAddr) {
+fn inbound(backend: SocketAddr, name: &str, timeout: &str, session: &str) -> (Daemon, SocketAddr) {
     let dir = scratch(name);
     start_inbound(
-        sink.addr,
+        backend,
         &["--timeout", timeout, "--session-timeout", session],
         &dir.join("blackpony.log"),
     )
@@ -79,7 +120,7 @@ fn inbound(sink: &Sink, name: &str, timeout: &str, session: &str) -> (Daemon, So
 #[test]
 fn inbound_cuts_a_trickled_command_line() {
     let sink = Sink::start();
-    let (_d, addr) = inbound(&sink, "deadline-in-line", "2", "60");
+    let (_d, addr) = inbound(sink.addr, "deadline-in-line", "2", "60");
     let mut c = Client::connect(addr);
     assert_eq!(c.reply().0, 220);
     let t = Instant::now();
@@ -89,10 +130,7 @@ fn inbound_cuts_a_trickled_command_line() {
     let sent = trickle.stop();
     assert_eq!(code, 421, "{text}");
     assert!(text.starts_with("421 4.4.2"), "{text}");
-    assert!(
-        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
-        "cut after {took:?} ({sent} bytes trickled)"
-    );
+    assert_cut_after(took, 1800, 5);
     // The trickle was still going: only the line deadline can have cut it.
     assert!(sent >= 5, "{sent} bytes trickled");
     assert!(c.closed());
@@ -109,7 +147,7 @@ fn inbound_cuts_a_trickled_command_line() {
 #[test]
 fn inbound_session_limit_cuts_trickled_data_and_delivers_nothing() {
     let sink = Sink::start();
-    let (_d, addr) = inbound(&sink, "deadline-in-data", "2", "3");
+    let (_d, addr) = inbound(sink.addr, "deadline-in-data", "2", "3");
     let t = Instant::now();
     let mut c = Client::connect(addr);
     assert_eq!(c.reply().0, 220);
@@ -117,30 +155,17 @@ fn inbound_session_limit_cuts_trickled_data_and_delivers_nothing() {
     assert_eq!(c.cmd("MAIL FROM:<alice@sender.test>").0, 250);
     assert_eq!(c.cmd("RCPT TO:<bob@receiver.test>").0, 250);
     assert_eq!(c.cmd("DATA").0, 354);
-    // A line break now and then: the message is plausible, not one long line.
-    let mut data = b"Subject: slow\r\n\r\n".to_vec();
-    for _ in 0..20 {
-        data.extend_from_slice(b"line\r\n");
-    }
-    data.extend_from_slice(b".\r\n");
-    let trickle = Trickle::start(c.w.try_clone().unwrap(), data);
+    let trickle = Trickle::start(c.w.try_clone().unwrap(), slow_message());
     let (code, text) = c.reply();
     let took = t.elapsed();
     let sent = trickle.stop();
     assert_eq!(code, 421, "{text}");
     assert!(text.starts_with("421 4.4.2"), "{text}");
-    assert!(
-        took >= Duration::from_millis(2800) && took < Duration::from_secs(6),
-        "cut after {took:?} ({sent} bytes trickled)"
-    );
+    assert_cut_after(took, 2800, 6);
+    // Still trickling when cut: the session limit did it, not the end of data.
+    assert!(sent >= 5, "{sent} bytes trickled");
     assert!(c.closed());
-    // The backend connection was dropped mid-DATA: the MTA saw no final dot.
-    let t = Instant::now();
-    while sink.partial() == 0 && t.elapsed() < Duration::from_secs(5) {
-        thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(sink.partial(), 1);
-    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+    assert_cut_mid_data(&sink);
 }
 
 /// Whole commands, each quick, for ever (NOOP every 0.3 s): only the
@@ -148,7 +173,7 @@ fn inbound_session_limit_cuts_trickled_data_and_delivers_nothing() {
 #[test]
 fn inbound_session_limit_ends_an_endless_command_stream() {
     let sink = Sink::start();
-    let (_d, addr) = inbound(&sink, "deadline-in-noop", "2", "3");
+    let (_d, addr) = inbound(sink.addr, "deadline-in-noop", "2", "3");
     let t = Instant::now();
     let mut c = Client::connect(addr);
     assert_eq!(c.reply().0, 220);
@@ -165,10 +190,7 @@ fn inbound_session_limit_ends_an_endless_command_stream() {
     };
     let took = t.elapsed();
     assert!(last.starts_with("421 4.4.2"), "{last}");
-    assert!(
-        took >= Duration::from_millis(2800) && took < Duration::from_secs(6),
-        "cut after {took:?}"
-    );
+    assert_cut_after(took, 2800, 6);
     assert!(c.closed());
 }
 
@@ -176,28 +198,15 @@ fn inbound_session_limit_ends_an_endless_command_stream() {
 /// and the client gets a 421, not a greeting that never ends.
 #[test]
 fn inbound_cuts_a_backend_trickling_its_reply() {
-    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
-    let baddr = backend.local_addr().unwrap();
-    let server = thread::spawn(move || {
-        let (s, _) = backend.accept().unwrap();
-        Trickle::start(s.try_clone().unwrap(), endless("220 ")).stop_when_closed(&s)
-    });
-    let dir = scratch("deadline-in-reply");
-    let (_d, addr) = start_inbound(
-        baddr,
-        &["--timeout", "2", "--session-timeout", "60"],
-        &dir.join("blackpony.log"),
-    );
+    let (baddr, server) = trickling_server();
+    let (_d, addr) = inbound(baddr, "deadline-in-reply", "2", "60");
     let t = Instant::now();
     let mut c = Client::connect(addr);
     let (code, text) = c.reply();
     let took = t.elapsed();
     assert_eq!(code, 421, "{text}");
     assert!(text.starts_with("421 4.4.2"), "{text}");
-    assert!(
-        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
-        "cut after {took:?}"
-    );
+    assert_cut_after(took, 1800, 5);
     let sent = server.join().unwrap();
     assert!(sent >= 5, "{sent} bytes trickled");
 }
@@ -310,10 +319,7 @@ fn mailer_cuts_a_trickled_command_line() {
     let took = t.elapsed();
     let sent = trickle.stop();
     assert!(r.starts_with("421 4.4.2"), "{r}");
-    assert!(
-        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
-        "cut after {took:?} ({sent} bytes trickled)"
-    );
+    assert_cut_after(took, 1800, 5);
     assert!(sent >= 5, "{sent} bytes trickled");
     assert_eq!(m.exit_code(), Some(75));
     assert!(
@@ -336,48 +342,28 @@ fn mailer_session_limit_cuts_trickled_data_and_delivers_nothing() {
     assert!(m.cmd("MAIL FROM:<alice@sender.test>").starts_with("250"));
     assert!(m.cmd("RCPT TO:<bob@receiver.test>").starts_with("250"));
     assert!(m.cmd("DATA").starts_with("354"));
-    let mut data = b"Subject: slow\r\n\r\n".to_vec();
-    for _ in 0..20 {
-        data.extend_from_slice(b"line\r\n");
-    }
-    data.extend_from_slice(b".\r\n");
-    let trickle = Trickle::start(m.stdin.take().unwrap(), data);
+    let trickle = Trickle::start(m.stdin.take().unwrap(), slow_message());
     let r = m.reply();
     let took = t.elapsed();
     let sent = trickle.stop();
     assert!(r.starts_with("421 4.4.2"), "{r}");
-    assert!(
-        took >= Duration::from_millis(2800) && took < Duration::from_secs(6),
-        "cut after {took:?} ({sent} bytes trickled)"
-    );
+    assert_cut_after(took, 2800, 6);
+    assert!(sent >= 5, "{sent} bytes trickled");
     assert_eq!(m.exit_code(), Some(75));
-    let t = Instant::now();
-    while sink.partial() == 0 && t.elapsed() < Duration::from_secs(5) {
-        thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(sink.partial(), 1);
-    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+    assert_cut_mid_data(&sink);
 }
 
 /// A remote MX that trickles its greeting is cut when the whole reply is
 /// due: sendmail gets a 4xx greeting and the mailer exits 75.
 #[test]
 fn mailer_cuts_a_remote_trickling_its_greeting() {
-    let remote = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = remote.local_addr().unwrap().port();
-    let server = thread::spawn(move || {
-        let (s, _) = remote.accept().unwrap();
-        Trickle::start(s.try_clone().unwrap(), endless("220 ")).stop_when_closed(&s)
-    });
+    let (remote, server) = trickling_server();
     let t = Instant::now();
-    let mut m = Mailer::start(port, "deadline-out-reply", "2", "60");
+    let mut m = Mailer::start(remote.port(), "deadline-out-reply", "2", "60");
     let r = m.reply();
     let took = t.elapsed();
     assert!(r.starts_with("421 4.4.1"), "{r}");
-    assert!(
-        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
-        "cut after {took:?}"
-    );
+    assert_cut_after(took, 1800, 5);
     assert!(m.cmd("QUIT").starts_with("221"));
     assert_eq!(m.exit_code(), Some(75));
     let sent = server.join().unwrap();

@@ -1,6 +1,6 @@
 //! Known-answer tests for the primitives of the forward-secret suite
 //! NOISE-25519-CHACHAPOLY-SHA256 (handshake v2), through the same crates the
-//! library uses in `src/noise.rs` (X25519, ChaCha20-Poly1305),
+//! library uses in `noise/src/lib.rs` (X25519, ChaCha20-Poly1305),
 //! `src/cert.rs` (RSA-PSS) and `src/wire/aead.rs` (records):
 //!
 //! - X25519 (x25519-dalek): `EphemeralSecret::diffie_hellman` and
@@ -16,7 +16,7 @@
 //!   by a ChaCha20Poly1305 keyed independently of the library's Protection.
 //!
 //! Wycheproof vectors are converted by `tests/vectors/convert.py` into the
-//! line format `tests/primitive_vectors.rs` also reads (see the README in
+//! line format `crypto/tests/primitive_vectors.rs` also reads (see the README in
 //! `tests/vectors/`). Every test counts what it checked and asserts the
 //! count, so a parse that silently finds nothing fails.
 //!
@@ -44,24 +44,17 @@ use x25519_dalek::rand_core::{TryCryptoRng, TryRng};
 use x25519_dalek::{x25519, EphemeralSecret, PublicKey as DhPublic, X25519_BASEPOINT_BYTES};
 
 // ---------------------------------------------------------------------------
-// Helpers (the parser is the one of tests/primitive_vectors.rs, plus the
+// Helpers (the parser is the one of crypto/tests/primitive_vectors.rs, plus the
 // `acceptable` result and flags)
 // ---------------------------------------------------------------------------
 
 /// Decodes hex (either case). Panics on malformed input.
 fn hex(s: &str) -> Vec<u8> {
-    fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => panic!("bad hex digit {:?}", c as char),
-        }
-    }
-    let s = s.as_bytes();
-    assert!(s.len().is_multiple_of(2), "odd-length hex");
-    s.chunks(2)
-        .map(|p| (nibble(p[0]) << 4) | nibble(p[1]))
+    let ok = s.len().is_multiple_of(2) && s.bytes().all(|c| c.is_ascii_hexdigit());
+    assert!(ok, "bad hex {s:?}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
 

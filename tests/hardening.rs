@@ -38,6 +38,15 @@ const KEYED: [(&str, SuiteId); 2] = [
 /// RSA-BLOWFISH (offered only when told).
 const BOTH: &str = "NOISE-25519-CHACHAPOLY-SHA256,RSA-BLOWFISH";
 
+/// blackpony's options for both keyed suites with key B, then `extra`.
+fn both_suites(extra: &[&'static str]) -> Vec<&'static str> {
+    [
+        &["--key", test_keys().1.to_str().unwrap(), "--suites", BOTH][..],
+        extra,
+    ]
+    .concat()
+}
+
 /// The switch command a client of `key` (its static key beside it) sends
 /// for `suite` to a server that offered `offered` after `EHLO <ehlo>`.
 fn switch_command(suite: SuiteId, key: &Path, offered: &str, ehlo: &str) -> String {
@@ -155,12 +164,7 @@ fn read_to_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
 fn commands_pipelined_behind_xblackpony_rot13_are_dropped() {
     let dir = scratch("hard-inj-rot");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound_at(
-        sink.addr,
-        &["--allow-rot"],
-        &dir.join("inbound.log"),
-        "debug",
-    );
+    let (_d, addr) = start_inbound(sink.addr, &["--allow-rot"], &dir.join("inbound.log"));
     let mut c = Client::connect(addr);
     assert_eq!(c.reply().0, 220);
     let (code, ehlo) = c.cmd("EHLO attacker.test");
@@ -188,16 +192,11 @@ fn commands_pipelined_behind_xblackpony_rot13_are_dropped() {
 /// The same behind `XBLACKPONY <suite> <hello>`, for each keyed suite.
 #[test]
 fn commands_pipelined_behind_xblackpony_keyed_suites_are_dropped() {
-    let (ka, kb) = test_keys();
+    let (ka, _) = test_keys();
     for (name, suite) in KEYED {
         let dir = scratch(&format!("hard-inj-{name}"));
         let sink = Sink::start();
-        let (_d, addr) = start_inbound_at(
-            sink.addr,
-            &["--key", kb.to_str().unwrap(), "--suites", BOTH],
-            &dir.join("inbound.log"),
-            "debug",
-        );
+        let (_d, addr) = start_inbound(sink.addr, &both_suites(&[]), &dir.join("inbound.log"));
         let mut c = Client::connect(addr);
         assert_eq!(c.reply().0, 220);
         let (code, ehlo) = c.cmd("EHLO attacker.test");
@@ -273,16 +272,10 @@ fn replies_pipelined_behind_the_go_ahead_are_refused_by_the_mailer() {
 /// each program's reads see the stream split at every offset. Each suite.
 #[test]
 fn encrypted_session_with_every_byte_in_its_own_segment() {
-    let (_, kb) = test_keys();
     for (name, _) in KEYED {
         let dir = scratch(&format!("hard-trickle-{name}"));
         let sink = Sink::start();
-        let (_d, inbound) = start_inbound_at(
-            sink.addr,
-            &["--key", kb.to_str().unwrap(), "--suites", BOTH],
-            &dir.join("inbound.log"),
-            "debug",
-        );
+        let (_d, inbound) = start_inbound(sink.addr, &both_suites(&[]), &dir.join("inbound.log"));
         let relay = Relay::with(inbound, Tamper::Trickle(Duration::from_micros(500)));
         let body = b"Subject: trickle\r\n\r\n..dot\r\nline two\r\n";
         let run = mail(relay.addr.port(), &dir, &["--suites", name], body, "debug");
@@ -307,24 +300,13 @@ fn encrypted_session_with_every_byte_in_its_own_segment() {
 /// process's peak RSS stays small.
 #[test]
 fn four_gib_length_prefix_closes_at_once_in_small_memory() {
-    let (ka, kb) = test_keys();
+    let (ka, _) = test_keys();
     let key = host_key(ka);
     let identity = blackpony::static_key::load(ka).unwrap();
     for (name, suite) in KEYED {
         let dir = scratch(&format!("hard-4gib-{name}"));
         let sink = Sink::start();
-        let (client, mut child, rss) = inetd(
-            sink.addr,
-            &[
-                "--key",
-                kb.to_str().unwrap(),
-                "--timeout",
-                "20",
-                "--suites",
-                BOTH,
-            ],
-            &dir,
-        );
+        let (client, mut child, rss) = inetd(sink.addr, &both_suites(&["--timeout", "20"]), &dir);
         // Drive the inetd socket with the library client.
         let s = client.try_clone().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -414,12 +396,7 @@ fn endless_line_is_refused_in_bounded_memory() {
 fn slowloris_is_cut_at_the_line_deadline() {
     let dir = scratch("hard-slowloris");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound_at(
-        sink.addr,
-        &["--timeout", "2"],
-        &dir.join("inbound.log"),
-        "debug",
-    );
+    let (_d, addr) = start_inbound(sink.addr, &["--timeout", "2"], &dir.join("inbound.log"));
 
     let mut c = Client::connect(addr);
     assert_eq!(c.reply().0, 220);
@@ -522,21 +499,12 @@ fn tampered_delivery(attack: Attack, at: usize) {
 }
 
 fn tampered_delivery_with(attack: Attack, at: usize, suite: &str) {
-    let (_, kb) = test_keys();
     let dir = scratch(&format!("hard-tamper-{attack:?}-{suite}"));
     let sink = Sink::start();
-    let (_d, inbound) = start_inbound_at(
+    let (_d, inbound) = start_inbound(
         sink.addr,
-        &[
-            "--key",
-            kb.to_str().unwrap(),
-            "--timeout",
-            "20",
-            "--suites",
-            BOTH,
-        ],
+        &both_suites(&["--timeout", "20"]),
         &dir.join("inbound.log"),
-        "debug",
     );
     let relay = Relay::with(inbound, Tamper::Record(attack, at));
     let mut body = b"Subject: tampered\r\n\r\n".to_vec();
@@ -694,11 +662,10 @@ fn smuggling_inputs_reach_the_backend_unchanged() {
             .contains(&"QUIT".to_string())));
 
         let proxied = Sink::start();
-        let (_d, addr) = start_inbound_at(
+        let (_d, addr) = start_inbound(
             proxied.addr,
             &["--allow-bare-newline"],
             &dir.join(format!("{name}.log")),
-            "debug",
         );
         smuggle(addr, body);
         assert!(wait_until(Duration::from_secs(10), || proxied
@@ -737,12 +704,8 @@ fn smuggling_inputs_are_refused_with_forbid_bare_newline() {
     ] {
         for (name, body) in SMUGGLING {
             let sink = Sink::start();
-            let (_d, addr) = start_inbound_at(
-                sink.addr,
-                opts,
-                &dir.join(format!("{mode}-{name}.log")),
-                "debug",
-            );
+            let (_d, addr) =
+                start_inbound(sink.addr, opts, &dir.join(format!("{mode}-{name}.log")));
             let said = smuggle(addr, body);
             assert!(said.contains("421 4.5.0 Bare"), "{mode} {name}: {said:?}");
             let after_body = said.rsplit("354").next().unwrap_or("");
@@ -766,12 +729,7 @@ fn smuggling_inputs_are_refused_with_forbid_bare_newline() {
             );
         }
         let sink = Sink::start();
-        let (_d, addr) = start_inbound_at(
-            sink.addr,
-            opts,
-            &dir.join(format!("{mode}-cmd.log")),
-            "debug",
-        );
+        let (_d, addr) = start_inbound(sink.addr, opts, &dir.join(format!("{mode}-cmd.log")));
         let mut c = Client::connect(addr);
         assert_eq!(c.reply().0, 220);
         c.send("NOOP\nMAIL FROM:<evil@smuggler.test>\r\n");
@@ -950,11 +908,10 @@ fn a_server_with_a_100_line_ehlo_reply_still_gets_mail() {
         ehlo: Some(lines),
         ..Script::default()
     });
-    let (_d, inbound) = start_inbound_at(
+    let (_d, inbound) = start_inbound(
         sink.addr,
         &["--key", kb.to_str().unwrap()],
         &dir.join("inbound.log"),
-        "debug",
     );
     let run = mail(
         inbound.port(),

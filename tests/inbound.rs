@@ -135,6 +135,26 @@ fn key_arg(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `blackpony --listen` without a host key (no RSA-BLOWFISH), plus `extra`.
+fn keyless_inbound(backend: SocketAddr, dir: &Path, extra: &[&str]) -> (Daemon, SocketAddr) {
+    let key = no_key(dir);
+    start_inbound(
+        backend,
+        &[&["--key", key.as_str()], extra].concat(),
+        &dir.join("log"),
+    )
+}
+
+/// `blackpony --listen` offering RSA-BLOWFISH with key B, plus `extra`.
+fn rsa_inbound(backend: SocketAddr, extra: &[&str], log: &Path) -> (Daemon, SocketAddr) {
+    let kb = key_arg(&test_keys().1);
+    start_inbound(
+        backend,
+        &[&["--suites", "RSA-BLOWFISH", "--key", kb], extra].concat(),
+        log,
+    )
+}
+
 /// Check that `bytes` is nothing but well-formed SMTP reply lines.
 fn assert_only_smtp_replies(bytes: &[u8]) {
     assert!(
@@ -263,14 +283,9 @@ print(s.quit()[0])
 
 #[test]
 fn smtplib_message_arrives_byte_for_byte() {
-    let (_, kb) = test_keys();
     let dir = scratch("inb-smtplib");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &dir.join("log"),
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &[], &dir.join("log"));
     let long: String = (0..2000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     let msg = format!(
         "From: alice@sender.test\r\nSubject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\r\n\r\n\
@@ -332,11 +347,7 @@ fn ehlo_gets_one_keyword_line_helo_and_errors_none() {
     let (_, kb) = test_keys();
     let dir = scratch("inb-ehlo");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &dir.join("log"),
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &[], &dir.join("log"));
     let direct = sink_ehlo(sink.addr);
 
     let mut c = connect(addr);
@@ -374,11 +385,7 @@ fn ehlo_gets_one_keyword_line_helo_and_errors_none() {
         ehlo: None,
         ..Script::default()
     });
-    let (_d2, addr2) = start_inbound(
-        old.addr,
-        &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &dir.join("log2"),
-    );
+    let (_d2, addr2) = rsa_inbound(old.addr, &[], &dir.join("log2"));
     let mut c = connect(addr2);
     c.reply();
     assert_eq!(
@@ -403,11 +410,7 @@ fn mta_offered_keyword_never_reaches_the_client() {
         ehlo: Some(lines),
         ..Script::default()
     });
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--key", &no_key(&dir), "--allow-rot"],
-        &dir.join("log"),
-    );
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &["--allow-rot"]);
     let mut c = connect(addr);
     c.reply();
     let (_, text) = c.cmd("EHLO client.test");
@@ -437,21 +440,10 @@ fn rot_cmd(c: &mut Client, line: &str) -> (u16, String, String) {
 
 #[test]
 fn rot13_session_on_a_raw_socket() {
-    let (_, kb) = test_keys();
     let dir = scratch("inb-rot");
     let sink = Sink::start();
     let log = dir.join("log");
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &[
-            "--suites",
-            "RSA-BLOWFISH",
-            "--key",
-            key_arg(kb),
-            "--allow-rot",
-        ],
-        &log,
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &["--allow-rot"], &log);
     let direct = sink_ehlo(sink.addr);
     let mut c = connect(addr);
     c.reply();
@@ -500,11 +492,7 @@ fn rot13_session_on_a_raw_socket() {
 fn rot13_quit_ends_the_connection() {
     let dir = scratch("inb-rot-quit");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--key", &no_key(&dir), "--allow-rot"],
-        &dir.join("log"),
-    );
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &["--allow-rot"]);
     let mut c = greeted(addr, true);
     assert_eq!(c.cmd("XBLACKPONY ROT13").0, 220);
     assert_eq!(rot_cmd(&mut c, "EHLO inner.test").0, 250);
@@ -516,14 +504,9 @@ fn rot13_quit_ends_the_connection() {
 
 #[test]
 fn rot13_refused_without_allow_rot_and_plain_still_works() {
-    let (_, kb) = test_keys();
     let dir = scratch("inb-norot");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &dir.join("log"),
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &[], &dir.join("log"));
     let mut c = connect(addr);
     c.reply();
     let (_, text) = c.cmd("EHLO outer.test");
@@ -650,14 +633,10 @@ fn keyed_session_shows_nothing_in_clear(suite: SuiteId, name: &str) {
 fn large_encrypted_message_crosses_the_rekey_limit_intact() {
     // More than REKEY_BYTES (8 MiB) each way would need a huge reply; one way
     // is enough to make the client rekey and the server follow.
-    let (ka, kb) = test_keys();
+    let (ka, _) = test_keys();
     let dir = scratch("inb-rekey");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &dir.join("log"),
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &[], &dir.join("log"));
     let mut peer = library_peer(addr);
     rsa_handshake(&mut peer, ka);
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<big@sender.test>").code, 250);
@@ -711,20 +690,9 @@ fn assert_refused(reply: (u16, String), code: u16, enhanced: &str) {
 
 #[test]
 fn contract_errors_leave_the_plain_session_usable() {
-    let (_, kb) = test_keys();
     let dir = scratch("inb-contract");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &[
-            "--suites",
-            "RSA-BLOWFISH",
-            "--key",
-            key_arg(kb),
-            "--allow-rot",
-        ],
-        &dir.join("log"),
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &["--allow-rot"], &dir.join("log"));
     let mut delivered = 0;
     let check = |c: &mut Client, tag: &str, delivered: &mut usize| {
         deliver(c, tag);
@@ -792,11 +760,7 @@ fn contract_errors_leave_the_plain_session_usable() {
 fn contract_errors_inside_the_channel() {
     let dir = scratch("inb-contract-rot");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--key", &no_key(&dir), "--allow-rot"],
-        &dir.join("log"),
-    );
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &["--allow-rot"]);
     let mut c = greeted(addr, true);
     assert_eq!(c.cmd("XBLACKPONY ROT13").0, 220);
     // Before the inner EHLO: neither MAIL nor another negotiation.
@@ -835,7 +799,7 @@ fn contract_errors_inside_the_channel() {
 fn backend_down_gets_421_and_close() {
     let dir = scratch("inb-down");
     let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (_d, addr) = start_inbound(closed, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(closed, &dir, &[]);
     let mut c = connect(addr);
     let (code, text) = c.reply();
     assert_eq!(code, 421);
@@ -853,7 +817,7 @@ fn backend_dying_mid_session_gets_421_and_close() {
     })
     .addr;
     let dir = scratch("inb-dies");
-    let (_d, addr) = start_inbound(backend, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(backend, &dir, &[]);
     let mut c = greeted(addr, true);
     let (code, text) = c.cmd("MAIL FROM:<a@b.test>");
     assert_eq!(code, 421, "{text}");
@@ -865,7 +829,7 @@ fn backend_dying_mid_session_gets_421_and_close() {
 fn client_cut_mid_data_delivers_nothing() {
     let dir = scratch("inb-cut");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").0, 250);
     assert_eq!(c.cmd("RCPT TO:<b@receiver.test>").0, 250);
@@ -884,14 +848,10 @@ fn client_cut_mid_data_delivers_nothing() {
 
 #[test]
 fn encrypted_client_cut_mid_data_delivers_nothing() {
-    let (ka, kb) = test_keys();
+    let (ka, _) = test_keys();
     let dir = scratch("inb-cut-enc");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &dir.join("log"),
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &[], &dir.join("log"));
     let mut peer = library_peer(addr);
     rsa_handshake(&mut peer, ka);
     assert_eq!(peer_cmd(&mut peer, "MAIL FROM:<a@sender.test>").code, 250);
@@ -907,15 +867,11 @@ fn encrypted_client_cut_mid_data_delivers_nothing() {
 
 #[test]
 fn forged_record_closes_without_delivery() {
-    let (ka, kb) = test_keys();
+    let (ka, _) = test_keys();
     let dir = scratch("inb-forged");
     let sink = Sink::start();
     let log = dir.join("log");
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &log,
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &[], &log);
     // Client records after the handshake: 0 the inner EHLO, 1 MAIL, 2 RCPT,
     // 3 DATA, 4 the message: that one is altered on the way.
     let relay = Relay::with(addr, Tamper::Record(Attack::FlipBit, 4));
@@ -966,21 +922,11 @@ fn injection_attempt(c: &mut Client, sink: &Sink, switch: &str) {
 
 #[test]
 fn injection_behind_the_switch_command_drops_the_connection() {
-    let (ka, kb) = test_keys();
+    let (ka, _) = test_keys();
     let dir = scratch("inb-inject");
     let sink = Sink::start();
     let log = dir.join("log");
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &[
-            "--suites",
-            "RSA-BLOWFISH",
-            "--key",
-            key_arg(kb),
-            "--allow-rot",
-        ],
-        &log,
-    );
+    let (_d, addr) = rsa_inbound(sink.addr, &["--allow-rot"], &log);
     let mut c = greeted(addr, true);
     injection_attempt(&mut c, &sink, "XBLACKPONY ROT13");
 
@@ -1021,7 +967,7 @@ fn injection_on_a_socket_from_the_launcher() {
 fn overlong_line_gets_500_and_close() {
     let dir = scratch("inb-long");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     c.send(&"A".repeat(5000));
     let (code, text) = c.reply();
@@ -1038,11 +984,7 @@ fn overlong_line_gets_500_and_close() {
 fn silent_client_times_out_with_421() {
     let dir = scratch("inb-silent");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--key", &no_key(&dir), "--timeout", "2"],
-        &dir.join("log"),
-    );
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &["--timeout", "2"]);
     let mut c = connect(addr);
     assert_eq!(c.reply().0, 220);
     let t = Instant::now();
@@ -1066,11 +1008,7 @@ fn silent_backend_gets_421() {
     })
     .addr;
     let dir = scratch("inb-silent-backend");
-    let (_d, addr) = start_inbound(
-        backend,
-        &["--key", &no_key(&dir), "--timeout", "2"],
-        &dir.join("log"),
-    );
+    let (_d, addr) = keyless_inbound(backend, &dir, &["--timeout", "2"]);
     let mut c = connect(addr);
     let t = Instant::now();
     let (code, text) = c.reply();
@@ -1088,11 +1026,7 @@ fn silent_backend_gets_421() {
 fn client_silent_mid_data_times_out_without_delivery() {
     let dir = scratch("inb-silent-data");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(
-        sink.addr,
-        &["--key", &no_key(&dir), "--timeout", "2"],
-        &dir.join("log"),
-    );
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &["--timeout", "2"]);
     let mut c = greeted(addr, true);
     assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").0, 250);
     assert_eq!(c.cmd("RCPT TO:<b@receiver.test>").0, 250);
@@ -1112,7 +1046,7 @@ fn client_silent_mid_data_times_out_without_delivery() {
 fn client_cut_mid_bdat_chunk_delivers_nothing() {
     let dir = scratch("inb-cut-bdat");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     assert_eq!(c.cmd("MAIL FROM:<a@sender.test>").0, 250);
     assert_eq!(c.cmd("RCPT TO:<b@receiver.test>").0, 250);
@@ -1248,7 +1182,7 @@ fn backend_overlong_reply_line_gets_421() {
     })
     .addr;
     let dir = scratch("inb-backend-long");
-    let (_d, addr) = start_inbound(backend, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(backend, &dir, &[]);
     let mut c = greeted(addr, false);
     let (code, text) = c.cmd("EHLO client.test");
     // The MTA is at fault: the sender must retry later, not bounce the mail.
@@ -1387,14 +1321,9 @@ fn starttls_echo_server() -> SocketAddr {
 
 #[test]
 fn starttls_turns_the_proxy_into_a_byte_pipe() {
-    let (_, kb) = test_keys();
     let dir = scratch("inb-starttls");
     let backend = starttls_echo_server();
-    let (_d, addr) = start_inbound(
-        backend,
-        &["--suites", "RSA-BLOWFISH", "--key", key_arg(kb)],
-        &dir.join("log"),
-    );
+    let (_d, addr) = rsa_inbound(backend, &[], &dir.join("log"));
     let mut c = connect(addr);
     c.reply();
     let (_, text) = c.cmd("EHLO client.test");
@@ -1432,7 +1361,7 @@ fn starttls_turns_the_proxy_into_a_byte_pipe() {
 fn pipelining_and_bdat_pass_through() {
     let dir = scratch("inb-bdat");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     // PIPELINING: three commands in one write, three replies in order.
     c.send(
@@ -1462,7 +1391,7 @@ fn pipelining_and_bdat_pass_through() {
 fn half_close_after_pipelined_quit_loses_nothing() {
     let dir = scratch("inb-halfclose");
     let sink = Sink::start();
-    let (_d, addr) = start_inbound(sink.addr, &["--key", &no_key(&dir)], &dir.join("log"));
+    let (_d, addr) = keyless_inbound(sink.addr, &dir, &[]);
     let mut c = greeted(addr, true);
     c.send("MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@receiver.test>\r\nDATA\r\n");
     assert_eq!(c.reply().0, 250);

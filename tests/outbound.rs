@@ -96,6 +96,16 @@ fn drive() -> Drive {
     Drive::default()
 }
 
+/// The usual delivery: SHORT_BODY to the address literal, driven as sendmail does.
+fn send(dir: &Path, port: u16, extra: &[&str]) -> Run {
+    send_as(dir, port, extra, SHORT_BODY, &drive())
+}
+
+/// `body` to the address literal, driven as `d` says.
+fn send_as(dir: &Path, port: u16, extra: &[&str], body: &[u8], d: &Drive) -> Run {
+    run_mailer(&args(dir, port, extra), "[127.0.0.1]", body, d)
+}
+
 fn first_line(reply: Option<&str>) -> &str {
     reply.unwrap_or("").lines().next().unwrap_or("")
 }
@@ -127,8 +137,12 @@ fn hard_body() -> Vec<u8> {
     b
 }
 
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    find(hay, needle).is_some()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -207,12 +221,7 @@ fn log_line_reports_what_became_of_the_message() {
             dot_reply: dot.map(str::to_string),
             ..Script::default()
         });
-        let run = run_mailer(
-            &args(&dir, smtpd.addr.port(), &[]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
+        let run = send(&dir, smtpd.addr.port(), &[]);
         assert_eq!(first_line(run.reply(".")), want);
         let log = mailer_log(&dir);
         let line = log
@@ -237,12 +246,7 @@ fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
         ..Script::default()
     };
     let sink = Sink::with(script);
-    let run = run_mailer(
-        &args(&dir, sink.addr.port(), &[]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, sink.addr.port(), &[]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(run.reply("EHLO"), Some(SINK_EHLO));
     assert_eq!(sink.wait_for(1)[0].data, SHORT_BODY);
@@ -259,12 +263,7 @@ fn unknown_suite_gets_its_mail_in_plain_and_sendmail_never_sees_the_keyword() {
         ..Script::default()
     };
     let smtpd = Smtpd::with(script);
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &[]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, smtpd.addr.port(), &[]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(
         run.greeting,
@@ -285,12 +284,7 @@ fn helo_only_server_gets_its_mail() {
         ehlo: None,
         ..Script::default()
     });
-    let run = run_mailer(
-        &args(&dir, sink.addr.port(), &[]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, sink.addr.port(), &[]);
     assert_eq!(
         run.reply("EHLO"),
         Some("502 5.5.1 EHLO not implemented\r\n")
@@ -342,25 +336,10 @@ fn encrypted_delivery_hides_the_message_and_pins_the_peer() {
     );
     assert!(contains(&cap.up, switch));
     let go = b"220 2.0.0 Go ahead with RSA-BLOWFISH\r\n";
-    let at = cap
-        .down
-        .windows(go.len())
-        .position(|w| w == go)
-        .expect("no 220 to the switch")
-        + go.len();
-    let after_down = &cap.down[at..];
-    let up_at = cap
-        .up
-        .windows(switch.len())
-        .position(|w| w == switch)
-        .unwrap();
-    let up_cmd_end = up_at
-        + 2
-        + cap.up[up_at + 2..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .unwrap();
-    let after_up = &cap.up[up_cmd_end + 1..];
+    let after_down = &cap.down[find(&cap.down, go).expect("no 220 to the switch") + go.len()..];
+    // After the switch command's own line (it starts with the CRLF before it).
+    let up_at = find(&cap.up, switch).unwrap() + 2;
+    let after_up = &cap.up[up_at + find(&cap.up[up_at..], b"\n").unwrap() + 1..];
     assert!(
         after_up.len() > body.len(),
         "the message did not go this way"
@@ -781,19 +760,14 @@ fn stripped_keyword_under_each_policy() {
     let (_inbound, addr) = inbound(sink.addr, kb, &dir.join("inbound.log"));
     let relay = Relay::start(addr);
     let port = relay.addr.port();
-    let run = run_mailer(&args(&dir, port, &[]), "[127.0.0.1]", SHORT_BODY, &drive());
+    let run = send(&dir, port, &[]);
     assert!(run.delivered(), "{run:#?}");
     let pinned = pins(&dir);
     assert_eq!(pinned.len(), 1);
     relay.set_tamper(Tamper::StripKeyword);
 
     // may: delivered in plain, with a warning naming the peer.
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "may"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "may"]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(sink.wait_for(2).len(), 2);
     let cap = relay.captures().pop().unwrap();
@@ -813,12 +787,7 @@ fn stripped_keyword_under_each_policy() {
     // tofu: sendmail's EHLO gets 421 4.7.5 (decided before anything more of
     // sendmail's is relayed), the sink nothing.
     let mails_before = mail_commands(&sink);
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "tofu"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "tofu"]);
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
         "{run:#?}"
@@ -845,12 +814,7 @@ fn stripped_keyword_under_each_policy() {
     }
     run.assert_not_accepted();
     // require, with the pin: the same.
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "require"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "require"]);
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
         "{run:#?}"
@@ -859,12 +823,7 @@ fn stripped_keyword_under_each_policy() {
 
     // require, an unknown peer that is plain: 4xx.
     let fresh = scratch("outb-strip-fresh");
-    let run = run_mailer(
-        &args(&fresh, port, &["--policy", "require"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send_as(&fresh, port, &["--policy", "require"], SHORT_BODY, &drive());
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
         "{run:#?}"
@@ -955,9 +914,10 @@ fn starttls_does_not_bypass_the_policy() {
         ..drive()
     };
     // require: an unknown plain peer.
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &["--policy", "require"]),
-        "[127.0.0.1]",
+    let run = send_as(
+        &dir,
+        smtpd.addr.port(),
+        &["--policy", "require"],
         SHORT_BODY,
         &d,
     );
@@ -969,9 +929,10 @@ fn starttls_does_not_bypass_the_policy() {
          [127.0.0.1] SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA RSA-BLOWFISH 2026-01-01 2026-01-01\n",
     )
     .unwrap();
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &["--policy", "tofu"]),
-        "[127.0.0.1]",
+    let run = send_as(
+        &dir,
+        smtpd.addr.port(),
+        &["--policy", "tofu"],
         SHORT_BODY,
         &d,
     );
@@ -1002,7 +963,7 @@ fn starttls_inside_the_encrypted_channel_still_pins_the_peer() {
         starttls: true,
         ..drive()
     };
-    let run = run_mailer(&args(&dir, addr.port(), &[]), "[127.0.0.1]", SHORT_BODY, &d);
+    let run = send_as(&dir, addr.port(), &[], SHORT_BODY, &d);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(smtpd.messages().len(), 1);
     let p = pins(&dir);
@@ -1015,12 +976,7 @@ fn corrupt_known_peers_file_defers_with_the_reason_in_the_log() {
     let dir = scratch("outb-corrupt-pins");
     std::fs::write(known_peers(&dir), "[127.0.0.1] only-two-fields\n").unwrap();
     let smtpd = Smtpd::with(Script::default());
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &[]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, smtpd.addr.port(), &[]);
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4."),
         "{run:#?}"
@@ -1047,19 +1003,14 @@ fn key_change_under_each_policy() {
     let (fp_b, fp_c) = (fingerprint(kb), fingerprint(kc));
     assert_ne!(fp_b, fp_c);
     // The default policy (tofu) pins on first contact.
-    let run = run_mailer(&args(&dir, port, &[]), "[127.0.0.1]", SHORT_BODY, &drive());
+    let run = send(&dir, port, &[]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(pins(&dir)[0][1], fp_b);
     relay.set_backend(addr_c);
     let file_before = std::fs::read_to_string(known_peers(&dir)).unwrap();
 
     for policy in ["tofu", "require"] {
-        let run = run_mailer(
-            &args(&dir, port, &["--policy", policy]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
+        let run = send(&dir, port, &["--policy", policy]);
         // Refused during the handshake, at sendmail's EHLO: nothing of
         // sendmail's but that EHLO reached the server with the new key.
         assert!(
@@ -1077,12 +1028,7 @@ fn key_change_under_each_policy() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(sink.messages().len(), 1);
 
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "may"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "may"]);
     assert!(run.delivered(), "{run:#?}");
     assert_eq!(sink.wait_for(2).len(), 2);
     let warns = log_lines(&dir, "warn");
@@ -1107,12 +1053,7 @@ fn key_change_under_each_policy() {
     assert_eq!(pins(&dir)[0][1], fp_b);
 
     // So tofu still defers the new key...
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "tofu"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "tofu"]);
     assert!(
         first_line(run.reply("EHLO")).starts_with("421 4.7.5"),
         "{run:#?}"
@@ -1126,12 +1067,7 @@ fn key_change_under_each_policy() {
         "[127.0.0.1]",
     ]);
     assert!(st.success(), "{st} {out} {err}");
-    let run = run_mailer(
-        &args(&dir, port, &["--policy", "tofu"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, port, &["--policy", "tofu"]);
     assert!(run.delivered(), "{run:#?}");
     let p = pins(&dir);
     assert_eq!(p.len(), 1);
@@ -1181,12 +1117,7 @@ fn remote_cut_mid_data_keeps_the_message_queued() {
             cut_data_after: Some(cut),
             ..Script::default()
         });
-        let run = run_mailer(
-            &args(&dir, smtpd.addr.port(), &[]),
-            "[127.0.0.1]",
-            body,
-            &drive(),
-        );
+        let run = send_as(&dir, smtpd.addr.port(), &[], body, &drive());
         assert_eq!(first_line(run.reply("DATA")), "354 go ahead");
         let dot = first_line(run.reply("."));
         assert!(
@@ -1213,12 +1144,7 @@ fn remote_failure_mid_data_does_not_deadlock_sendmail() {
         ..Script::default()
     });
     // 2 MB: more than the pipes and the mailer's read-ahead hold.
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &[]),
-        "[127.0.0.1]",
-        &body_of(70_000),
-        &drive(),
-    );
+    let run = send_as(&dir, smtpd.addr.port(), &[], &body_of(70_000), &drive());
     assert!(first_line(run.reply(".")).starts_with("421 4."), "{run:#?}");
     // Exactly one reply to the message, then the one to QUIT.
     assert_eq!(run.reply("QUIT"), Some("221 2.0.0 Bye\r\n"), "{run:#?}");
@@ -1234,12 +1160,7 @@ fn remote_silent_after_the_message_keeps_it_queued() {
         ..Script::default()
     });
     let t = Instant::now();
-    let run = run_mailer(
-        &args(&dir, smtpd.addr.port(), &["--timeout", "1"]),
-        "[127.0.0.1]",
-        SHORT_BODY,
-        &drive(),
-    );
+    let run = send(&dir, smtpd.addr.port(), &["--timeout", "1"]);
     assert!(first_line(run.reply(".")).starts_with("421 4."), "{run:#?}");
     run.assert_not_accepted();
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
@@ -1256,12 +1177,7 @@ fn remote_cut_mid_data_behind_blackpony_keeps_the_message_queued() {
             ..Script::default()
         });
         let (_inbound, addr) = inbound(smtpd.addr, kb, &dir.join("inbound.log"));
-        let run = run_mailer(
-            &args(&dir, addr.port(), &[]),
-            "[127.0.0.1]",
-            &body,
-            &drive(),
-        );
+        let run = send_as(&dir, addr.port(), &[], &body, &drive());
         assert_eq!(first_line(run.reply("DATA")), "354 go ahead", "{run:#?}");
         let dot = first_line(run.reply("."));
         assert!(
@@ -1285,12 +1201,7 @@ fn two_messages_in_one_encrypted_session() {
         pipelining: true,
         ..drive()
     };
-    let run = run_mailer(
-        &args(&dir, addr.port(), &["--policy", "require"]),
-        "[127.0.0.1]",
-        &body,
-        &d,
-    );
+    let run = send_as(&dir, addr.port(), &["--policy", "require"], &body, &d);
     assert_eq!(
         run.replies_to("."),
         ["250 2.0.0 accepted\r\n", "250 2.0.0 accepted\r\n"],
@@ -1330,7 +1241,7 @@ fn sendmail_dying_mid_data_delivers_nothing() {
     };
     // Plain.
     let sink = Sink::start();
-    let run = run_mailer(&args(&dir, sink.addr.port(), &[]), "[127.0.0.1]", &body, &d);
+    let run = send_as(&dir, sink.addr.port(), &[], &body, &d);
     assert_eq!(first_line(run.reply("DATA")), "354 go ahead", "{run:#?}");
     wait_until("the sink sees the cut", || {
         sink.log.lock().unwrap().partial == 1
@@ -1339,7 +1250,7 @@ fn sendmail_dying_mid_data_delivers_nothing() {
     // Encrypted.
     let sink = Sink::start();
     let (_inbound, addr) = inbound(sink.addr, kb, &dir.join("inbound.log"));
-    let run = run_mailer(&args(&dir, addr.port(), &[]), "[127.0.0.1]", &body, &d);
+    let run = send_as(&dir, addr.port(), &[], &body, &d);
     assert_eq!(first_line(run.reply("DATA")), "354 go ahead", "{run:#?}");
     wait_until("the sink sees the cut", || {
         sink.log.lock().unwrap().partial == 1
@@ -1347,76 +1258,44 @@ fn sendmail_dying_mid_data_delivers_nothing() {
     assert!(sink.messages().is_empty());
 }
 
+/// A server that answers `cmd` ("RCPT", "DATA" or the final ".") with `reply`.
+fn refusing(cmd: &str, reply: &str) -> Script {
+    let r = Some(reply.to_string());
+    match cmd {
+        "RCPT" => Script {
+            rcpt_reply: r,
+            ..Script::default()
+        },
+        "DATA" => Script {
+            data_reply: r,
+            ..Script::default()
+        },
+        _ => Script {
+            dot_reply: r,
+            ..Script::default()
+        },
+    }
+}
+
 #[test]
 fn remote_refusals_reach_sendmail_exactly() {
     let dir = scratch("outb-refusals");
-    let cases: [(Script, &str, &str); 7] = [
+    let cases = [
         (
-            Script {
-                rcpt_reply: Some("550-5.1.1 no such user here\r\n550 5.1.1 try elsewhere".into()),
-                ..Script::default()
-            },
             "RCPT",
-            "550-5.1.1 no such user here\r\n550 5.1.1 try elsewhere\r\n",
+            "550-5.1.1 no such user here\r\n550 5.1.1 try elsewhere",
         ),
-        (
-            Script {
-                rcpt_reply: Some("450 4.2.1 mailbox busy".into()),
-                ..Script::default()
-            },
-            "RCPT",
-            "450 4.2.1 mailbox busy\r\n",
-        ),
-        (
-            Script {
-                rcpt_reply: Some("550 5.1.1 no such user".into()),
-                ..Script::default()
-            },
-            "RCPT",
-            "550 5.1.1 no such user\r\n",
-        ),
-        (
-            Script {
-                data_reply: Some("451 4.3.0 not now".into()),
-                ..Script::default()
-            },
-            "DATA",
-            "451 4.3.0 not now\r\n",
-        ),
-        (
-            Script {
-                data_reply: Some("554 5.5.0 no valid recipients".into()),
-                ..Script::default()
-            },
-            "DATA",
-            "554 5.5.0 no valid recipients\r\n",
-        ),
-        (
-            Script {
-                dot_reply: Some("452 4.3.1 insufficient storage".into()),
-                ..Script::default()
-            },
-            ".",
-            "452 4.3.1 insufficient storage\r\n",
-        ),
-        (
-            Script {
-                dot_reply: Some("554 5.6.0 content rejected".into()),
-                ..Script::default()
-            },
-            ".",
-            "554 5.6.0 content rejected\r\n",
-        ),
+        ("RCPT", "450 4.2.1 mailbox busy"),
+        ("RCPT", "550 5.1.1 no such user"),
+        ("DATA", "451 4.3.0 not now"),
+        ("DATA", "554 5.5.0 no valid recipients"),
+        (".", "452 4.3.1 insufficient storage"),
+        (".", "554 5.6.0 content rejected"),
     ];
-    for (script, cmd, want) in cases {
-        let smtpd = Smtpd::with(script);
-        let run = run_mailer(
-            &args(&dir, smtpd.addr.port(), &[]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
-        assert_eq!(run.reply(cmd), Some(want), "{run:#?}");
+    for (cmd, reply) in cases {
+        let smtpd = Smtpd::with(refusing(cmd, reply));
+        let run = send(&dir, smtpd.addr.port(), &[]);
+        assert_eq!(run.reply(cmd), Some(&*format!("{reply}\r\n")), "{run:#?}");
         run.assert_not_accepted();
         assert!(smtpd.messages().is_empty());
     }
@@ -1426,34 +1305,14 @@ fn remote_refusals_reach_sendmail_exactly() {
 fn remote_refusals_reach_sendmail_exactly_when_encrypted() {
     let (_, kb) = test_keys();
     let dir = scratch("outb-refusals-enc");
-    let cases = [
-        (
-            Script {
-                rcpt_reply: Some("550 5.1.1 no such user".into()),
-                ..Script::default()
-            },
-            "RCPT",
-            "550 5.1.1 no such user\r\n",
-        ),
-        (
-            Script {
-                dot_reply: Some("451 4.3.0 try again later".into()),
-                ..Script::default()
-            },
-            ".",
-            "451 4.3.0 try again later\r\n",
-        ),
-    ];
-    for (b, cmd, want) in cases {
-        let sink = Sink::with(b);
+    for (cmd, reply) in [
+        ("RCPT", "550 5.1.1 no such user"),
+        (".", "451 4.3.0 try again later"),
+    ] {
+        let sink = Sink::with(refusing(cmd, reply));
         let (_inbound, addr) = inbound(sink.addr, kb, &dir.join("inbound.log"));
-        let run = run_mailer(
-            &args(&dir, addr.port(), &[]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
-        assert_eq!(run.reply(cmd), Some(want), "{run:#?}");
+        let run = send(&dir, addr.port(), &[]);
+        assert_eq!(run.reply(cmd), Some(&*format!("{reply}\r\n")), "{run:#?}");
         run.assert_not_accepted();
         assert!(sink.messages().is_empty());
         assert!(mailer_log(&dir).contains("suite=RSA-BLOWFISH"));
@@ -1470,12 +1329,7 @@ fn forged_record_is_a_4xx_and_delivers_nothing() {
     // Records after the handshake: 0 answers the inner EHLO, 1 MAIL, 2 RCPT, 3 DATA.
     for (n, cmd) in [(0, "EHLO"), (1, "MAIL"), (3, "DATA")] {
         relay.set_tamper(Tamper::Record(Attack::FlipToClient, n));
-        let run = run_mailer(
-            &args(&dir, relay.addr.port(), &[]),
-            "[127.0.0.1]",
-            SHORT_BODY,
-            &drive(),
-        );
+        let run = send(&dir, relay.addr.port(), &[]);
         assert!(
             first_line(run.reply(cmd)).starts_with("421 4."),
             "record {n}: {run:#?}"
@@ -1504,12 +1358,7 @@ fn failed_handshake_is_not_retried_in_plain() {
             ..Script::default()
         });
         for policy in ["may", "tofu"] {
-            let run = run_mailer(
-                &args(&dir, smtpd.addr.port(), &["--policy", policy]),
-                "[127.0.0.1]",
-                SHORT_BODY,
-                &drive(),
-            );
+            let run = send(&dir, smtpd.addr.port(), &["--policy", policy]);
             let ehlo = first_line(run.reply("EHLO"));
             assert!(ehlo.starts_with("421 4."), "{policy}: {run:#?}");
             assert!(run.reply("MAIL").is_none_or(|r| r.starts_with('4')));

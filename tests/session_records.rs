@@ -205,9 +205,8 @@ fn inbound(backend: std::net::SocketAddr, record: &Path, log: &Path) -> Piped {
         "--record",
         record.to_str().unwrap(),
     ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    .map(String::from)
+    .to_vec();
     let mut p = Piped::start("blackpony", &args);
     let greeting = p.reply();
     assert!(greeting.starts_with("220"), "{greeting}");
@@ -232,9 +231,8 @@ fn mailer_args(port: u16, policy: &str, known: &Path, log: &Path, record: &Path)
         record.to_str().unwrap(),
         "[127.0.0.1]",
     ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect()
+    .map(String::from)
+    .to_vec()
 }
 
 /// `blackpony-mailer` as sendmail runs it, up to the end of one message of

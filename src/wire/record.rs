@@ -90,6 +90,11 @@ impl Direction {
         self.limit.unwrap_or_else(|| self.prot.rekey_limit())
     }
 
+    /// Rekey after `bytes` instead of the suite's limit (never above it).
+    fn set_limit(&mut self, bytes: u64) {
+        self.limit = Some(bytes.min(self.prot.rekey_limit()));
+    }
+
     fn rekey(&mut self) {
         self.traffic = next_traffic(&self.traffic);
         self.prot = (self.factory)(&self.traffic);
@@ -107,7 +112,7 @@ impl Sealer {
 
     /// Rekey after `bytes` instead of the suite's limit (never raise it above).
     pub fn set_rekey_limit(&mut self, bytes: u64) {
-        self.0.limit = Some(bytes.min(self.0.prot.rekey_limit()));
+        self.0.set_limit(bytes)
     }
 
     /// Append one sealed record to `out`, preceded by a Rekey record (and a key
@@ -168,7 +173,7 @@ impl Opener {
 
     /// Expect rekeys after `bytes` (must match the peer's sealer).
     pub fn set_rekey_limit(&mut self, bytes: u64) {
-        self.0.limit = Some(bytes.min(self.0.prot.rekey_limit()));
+        self.0.set_limit(bytes)
     }
 
     /// Check a record header; returns the body length. Called before any allocation.
@@ -192,9 +197,8 @@ impl Opener {
             let total = body_len + self.0.prot.tag_len();
             buf.resize(total, 0);
             r.read_exact(&mut buf[..total]).map_err(truncation)?;
-            match self.open(&header, &mut buf[..total])? {
-                Some(opened) => return Ok(opened),
-                None => continue,
+            if let Some(opened) = self.open(&header, &mut buf[..total])? {
+                return Ok(opened);
             }
         }
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Convert Wycheproof JSON files into the line format that
-tests/primitive_vectors.rs and tests/fs_vectors.rs read, so the Rust tests
+crypto/tests/primitive_vectors.rs and tests/fs_vectors.rs read, so the Rust tests
 need no JSON parser and the repository keeps only the (much smaller)
 converted files.
 
@@ -26,7 +26,7 @@ of whitespace replaced by `_` (the test keys one documented deviation on it).
 
 Files written, and the Rust test reading each:
 
-    hmac_sha1.txt, hkdf_sha1.txt, rsa_oaep_2048_sha1.txt   tests/primitive_vectors.rs
+    hmac_sha1.txt, hkdf_sha1.txt, rsa_oaep_2048_sha1.txt   crypto/tests/primitive_vectors.rs
     x25519.txt, chacha20_poly1305.txt,
     rsa_pss_2048_sha256.txt, rsa_pss_3072_sha256.txt      tests/fs_vectors.rs
 

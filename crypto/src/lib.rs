@@ -1,6 +1,7 @@
 //! Thin wrappers over vetted primitives. Nothing here invents cryptography;
 //! each file adapts one RustCrypto crate to the shapes the wire layer needs
 //! and keeps key material in zeroizing types with no `Debug`.
+#![forbid(unsafe_code)]
 
 pub mod blowfish_ctr;
 pub mod hash;

@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::error::{invalid, malformed, DnsError};
-use super::wire::{addresses, build_query, check_reply, parse_response, Message};
-use super::wire::{TYPE_A, TYPE_AAAA};
+use crate::error::{invalid, malformed, DnsError};
+use crate::wire::{addresses, build_query, check_reply, parse_response, Message};
+use crate::wire::{TYPE_A, TYPE_AAAA};
 
 /// Without EDNS0 a server sends at most 512 bytes over UDP; the bigger
 /// buffer costs nothing and tolerates servers that send more anyway.
@@ -124,8 +124,14 @@ impl Resolver {
                 // cannot be taken for this one.
                 let id = rand::random::<u16>();
                 query[..2].copy_from_slice(&id.to_be_bytes());
+                let q = Question {
+                    query: &query,
+                    id,
+                    qname,
+                    qtype,
+                };
                 let result = self
-                    .exchange(server, &query, id, qname, qtype)
+                    .exchange(server, &q)
                     .and_then(|msg| msg.check_rcode().map(|()| msg));
                 match result {
                     Ok(msg) => return Ok(msg),
@@ -141,34 +147,23 @@ impl Resolver {
     }
 
     /// One try against one server: UDP, then TCP if the answer was truncated.
-    fn exchange(
-        &self,
-        server: SocketAddr,
-        query: &[u8],
-        id: u16,
-        qname: &str,
-        qtype: u16,
-    ) -> Result<Message, DnsError> {
-        let msg = self.exchange_udp(server, query, id, qname, qtype)?;
+    fn exchange(&self, server: SocketAddr, q: &Question) -> Result<Message, DnsError> {
+        let msg = self.exchange_udp(server, q)?;
         if !msg.truncated {
             return Ok(msg);
         }
-        log::debug!("{server}: truncated UDP answer for {qname}, asking over TCP");
-        let msg = self.exchange_tcp(server, query, id, qname, qtype)?;
+        log::debug!(
+            "{server}: truncated UDP answer for {}, asking over TCP",
+            q.qname
+        );
+        let msg = self.exchange_tcp(server, q)?;
         if msg.truncated {
             return Err(malformed("truncated answer over TCP"));
         }
         Ok(msg)
     }
 
-    fn exchange_udp(
-        &self,
-        server: SocketAddr,
-        query: &[u8],
-        id: u16,
-        qname: &str,
-        qtype: u16,
-    ) -> Result<Message, DnsError> {
+    fn exchange_udp(&self, server: SocketAddr, q: &Question) -> Result<Message, DnsError> {
         let net = |e: io::Error| DnsError::Temporary(format!("{server} (udp): {e}"));
         let local = match server {
             SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
@@ -177,7 +172,7 @@ impl Resolver {
         let socket = UdpSocket::bind(local).map_err(net)?;
         // A connected socket only receives datagrams from the server.
         socket.connect(server).map_err(net)?;
-        socket.send(query).map_err(net)?;
+        socket.send(q.query).map_err(net)?;
         let deadline = Instant::now() + self.timeout;
         let mut buf = vec![0u8; UDP_BUFFER];
         loop {
@@ -204,35 +199,43 @@ impl Resolver {
             let reply = &buf[..n];
             // Not our answer (stale, spoofed, garbage): keep waiting for
             // the real one rather than give up on this server.
-            if let Err(e) = check_reply(reply, id, qname, qtype) {
+            if let Err(e) = check_reply(reply, q.id, q.qname, q.qtype) {
                 log::debug!("{server}: ignoring a datagram: {e}");
                 continue;
             }
-            return parse_response(reply, id, qname, qtype);
+            return q.parse(reply);
         }
     }
 
-    fn exchange_tcp(
-        &self,
-        server: SocketAddr,
-        query: &[u8],
-        id: u16,
-        qname: &str,
-        qtype: u16,
-    ) -> Result<Message, DnsError> {
+    fn exchange_tcp(&self, server: SocketAddr, q: &Question) -> Result<Message, DnsError> {
         let net = |e: io::Error| DnsError::Temporary(format!("{server} (tcp): {e}"));
         let mut stream = TcpStream::connect_timeout(&server, self.timeout).map_err(net)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(net)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(net)?;
         // RFC 1035 4.2.2: each message is preceded by its 2-byte length.
         // A query is at most 12 + 255 + 4 bytes, so the length fits.
-        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(query);
+        let mut framed = (q.query.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(q.query);
         stream.write_all(&framed).map_err(net)?;
         let mut len = [0u8; 2];
         stream.read_exact(&mut len).map_err(net)?;
         let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
         stream.read_exact(&mut reply).map_err(net)?;
-        parse_response(&reply, id, qname, qtype)
+        q.parse(&reply)
+    }
+}
+
+/// One try's question: the query as sent (with this try's id) and what the
+/// answer must echo.
+struct Question<'a> {
+    query: &'a [u8],
+    id: u16,
+    qname: &'a str,
+    qtype: u16,
+}
+
+impl Question<'_> {
+    fn parse(&self, reply: &[u8]) -> Result<Message, DnsError> {
+        parse_response(reply, self.id, self.qname, self.qtype)
     }
 }

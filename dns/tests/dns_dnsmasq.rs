@@ -1,15 +1,17 @@
-//! The DNS client against a real DNS server: dnsmasq (tests/support),
+//! The DNS client against a real DNS server: dnsmasq (the core's tests/support/dnsmasq.rs),
 //! answering from the records below.
 
-mod support;
+/// The dnsmasq starter the core's tests use too.
+#[path = "../../tests/support/dnsmasq.rs"]
+mod dnsmasq;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use support::Dnsmasq;
+use dnsmasq::Dnsmasq;
 
-use blackpony::dns::{
+use blackpony_dns::{
     build_query, parse_response, resolve_targets, DnsError, MxAnswer, Resolver, TYPE_MX,
 };
 
@@ -65,7 +67,7 @@ fn resolver(dns: &Dnsmasq) -> Resolver {
     Resolver::with_servers(vec![dns.addr], TIMEOUT)
 }
 
-fn addrs(targets: &[blackpony::dns::Target]) -> Vec<(String, SocketAddr)> {
+fn addrs(targets: &[blackpony_dns::Target]) -> Vec<(String, SocketAddr)> {
     targets
         .iter()
         .map(|t| (t.mx_host.clone(), t.addr))

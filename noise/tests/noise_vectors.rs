@@ -1,14 +1,14 @@
-//! src/noise.rs against the Cacophony vectors (tests/vectors/noise/, see the
-//! README there): every handshake and transport ciphertext byte for byte, in
-//! both directions, and the final handshake hash, for NX, XX and IK. Then the
+//! src/lib.rs against the Cacophony vectors (tests/vectors/; the core's
+//! tests/vectors/README.md says where they come from): every handshake and
+//! transport ciphertext byte for byte, in both directions, and the final handshake hash, for NX, XX and IK. Then the
 //! negative cases: a flipped bit anywhere in any handshake message, a wrong
 //! prologue, a truncated message, a replayed or out-of-turn message and a
 //! low-order ephemeral key all make the handshake fail.
 
-use blackpony::noise::{CipherState, HandshakeState, NoiseError, Pattern, Split};
+use blackpony_noise::{CipherState, HandshakeState, NoiseError, Pattern, Split};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-const VECTORS: &str = include_str!("vectors/noise/cacophony-25519-chachapoly-sha256.json");
+const VECTORS: &str = include_str!("vectors/cacophony-25519-chachapoly-sha256.json");
 
 fn hex(s: &str) -> Vec<u8> {
     assert!(s.len().is_multiple_of(2), "odd hex length");

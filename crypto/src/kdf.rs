@@ -4,7 +4,7 @@
 use hkdf::Hkdf;
 use sha1::Sha1;
 
-use super::Secret;
+use crate::Secret;
 
 pub const PRK_LEN: usize = 20;
 

@@ -9,6 +9,7 @@
 //! side by side. One deliberate addition: a DH result of all zeros (the peer
 //! sent a low-order point) fails the handshake, as the existing X25519 suite
 //! does; the spec allows either, and no honest peer produces one.
+#![forbid(unsafe_code)]
 
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
@@ -16,7 +17,7 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::crypto::Secret;
+use blackpony_crypto::Secret;
 
 /// Largest Noise message, handshake or transport (spec section 3).
 pub const MAX_MESSAGE: usize = 65535;

@@ -37,13 +37,13 @@ impl fmt::Display for DnsError {
 
 impl std::error::Error for DnsError {}
 
-pub(super) fn malformed(why: &str) -> DnsError {
+pub(crate) fn malformed(why: &str) -> DnsError {
     DnsError::Malformed(why.to_string())
 }
 
 /// A name or address literal that can never resolve: permanent, and the
 /// reason goes to the log since `NxDomain` carries none.
-pub(super) fn invalid(what: &str, why: &str) -> DnsError {
+pub(crate) fn invalid(what: &str, why: &str) -> DnsError {
     log::warn!("invalid destination {what:?}: {why}");
     DnsError::NxDomain
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use blackpony::dns::{
+use blackpony_dns::{
     addresses, build_query, mx_answer, parse_destination, parse_response, read_name,
     resolve_targets, Destination, DnsError, MxAnswer, Resolver, TYPE_A, TYPE_CNAME, TYPE_MX,
 };

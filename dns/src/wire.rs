@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::error::{malformed, DnsError};
+use crate::error::{malformed, DnsError};
 
 /// Record types we ask for or follow.
 pub const TYPE_A: u16 = 1;

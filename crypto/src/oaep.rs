@@ -11,7 +11,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
 use sha1::Sha1;
 
-use super::{random_secret, Secret};
+use crate::{random_secret, Secret};
 
 pub const SECRET_LEN: usize = 32;
 

@@ -4,7 +4,7 @@
 use blowfish::Blowfish;
 use ctr::cipher::{InnerIvInit, KeyInit, StreamCipher};
 
-use super::Secret;
+use crate::Secret;
 
 pub const KEY_LEN: usize = 16;
 pub const IV_LEN: usize = 8;

@@ -13,6 +13,7 @@
 //! * `wire`: the wire format (RFC 1035), pure functions over `&[u8]` that
 //!   never panic, whatever the bytes (the `dns` fuzz target runs them);
 //! * `error`: [`DnsError`], the one error type, permanent or temporary.
+#![forbid(unsafe_code)]
 
 mod error;
 mod mx;

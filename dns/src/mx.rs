@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rand::seq::SliceRandom;
 
-use super::error::{invalid, DnsError};
-use super::resolver::Resolver;
-use super::wire::{Message, RData, TYPE_MX};
+use crate::error::{invalid, DnsError};
+use crate::resolver::Resolver;
+use crate::wire::{Message, RData, TYPE_MX};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MxHost {

@@ -4,7 +4,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
-use super::Secret;
+use crate::Secret;
 
 pub const MAC_LEN: usize = 20;
 pub const MAC_KEY_LEN: usize = 20;

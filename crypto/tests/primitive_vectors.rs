@@ -1,14 +1,15 @@
 //! Known-answer tests for the RustCrypto primitives blackpony builds on,
 //! against public vectors that nobody on this project wrote.
 //!
-//! These tests use the external crates directly (not `blackpony::crypto`), so
-//! they pin down the behaviour of the primitives themselves: Blowfish (ECB,
+//! These tests use the external crates directly (not this crate's wrappers),
+//! so they pin down the behaviour of the primitives themselves: Blowfish (ECB,
 //! variable key length, CBC by hand), Blowfish-CTR with a 64-bit big-endian
 //! counter, HMAC-SHA1, HKDF-SHA1, RSA-OAEP (SHA-1, MGF1-SHA1, 2048 bits),
 //! SHA-1 and SHA-256.
 //!
-//! Vectors live in `tests/vectors/` (see the README there for provenance and
-//! licences). Wycheproof JSON is converted once by `tests/vectors/convert.py`
+//! Vectors live in the core's `tests/vectors/`, one copy for the workspace
+//! (see the README there for provenance and licences). Wycheproof JSON is
+//! converted once by `tests/vectors/convert.py`
 //! into a whitespace-separated `key=value` line format parsed below. Every
 //! test counts the vectors it checked and asserts the count, so a parse that
 //! silently finds nothing fails.
@@ -36,18 +37,11 @@ type BlowfishCtr = ctr::Ctr64BE<Blowfish>;
 /// Decodes hex (either case). Panics on malformed input: vector files are
 /// trusted to be well-formed, and a typo must fail loudly.
 fn hex(s: &str) -> Vec<u8> {
-    fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => panic!("bad hex digit {:?}", c as char),
-        }
-    }
-    let s = s.as_bytes();
-    assert!(s.len().is_multiple_of(2), "odd-length hex");
-    s.chunks(2)
-        .map(|p| (nibble(p[0]) << 4) | nibble(p[1]))
+    let ok = s.len().is_multiple_of(2) && s.bytes().all(|c| c.is_ascii_hexdigit());
+    assert!(ok, "bad hex {s:?}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
 
@@ -56,7 +50,7 @@ fn hex8(s: &str) -> [u8; 8] {
 }
 
 /// One `group`/`test` record of a converted vector file.
-#[path = "support/converted.rs"]
+#[path = "../../tests/support/converted.rs"]
 mod converted;
 use converted::{parse_converted, Record};
 
@@ -104,7 +98,7 @@ fn keystream(c: &mut BlowfishCtr, len: usize) -> Vec<u8> {
 // Blowfish: Eric Young's vectors (ECB, set_key, CBC)
 // ---------------------------------------------------------------------------
 
-const BLOWFISH_VECTORS: &str = include_str!("vectors/blowfish-eric-young.txt");
+const BLOWFISH_VECTORS: &str = include_str!("../../tests/vectors/blowfish-eric-young.txt");
 /// The [setkey] key is a prefix of this string.
 const SETKEY_KEY: &str = "F0E1D2C3B4A5968778695A4B3C2D1E0F0011223344556677";
 const SETKEY_PLAIN: &str = "FEDCBA9876543210";
@@ -409,7 +403,7 @@ fn hmac_sha1_rfc2202() {
 
 #[test]
 fn hmac_sha1_wycheproof() {
-    let (count, records) = parse_converted(include_str!("vectors/hmac_sha1.txt"));
+    let (count, records) = parse_converted(include_str!("../../tests/vectors/hmac_sha1.txt"));
     assert_eq!(count, 170, "numberOfTests in hmac_sha1_test.json");
     let (mut valid, mut invalid) = (0, 0);
     for t in &records {
@@ -449,7 +443,7 @@ fn hmac_sha1_wycheproof() {
 
 #[test]
 fn hkdf_sha1_wycheproof() {
-    let (count, records) = parse_converted(include_str!("vectors/hkdf_sha1.txt"));
+    let (count, records) = parse_converted(include_str!("../../tests/vectors/hkdf_sha1.txt"));
     assert_eq!(count, 87, "numberOfTests in hkdf_sha1_test.json");
     let (mut valid, mut invalid) = (0, 0);
     for t in &records {
@@ -510,7 +504,8 @@ const OAEP_FIRST_BYTE_IS_1: &str = "First_byte_is_1";
 
 #[test]
 fn rsa_oaep_sha1_wycheproof() {
-    let (count, records) = parse_converted(include_str!("vectors/rsa_oaep_2048_sha1.txt"));
+    let (count, records) =
+        parse_converted(include_str!("../../tests/vectors/rsa_oaep_2048_sha1.txt"));
     assert_eq!(
         count, 36,
         "numberOfTests in rsa_oaep_2048_sha1_mgf1sha1_test.json"
