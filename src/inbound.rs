@@ -41,6 +41,8 @@ pub struct InboundConfig {
     pub key: Option<Arc<HostKey>>,
     /// The static key and certificate of handshake v2; None: v2 not offered.
     pub identity: Option<LiveIdentity>,
+    /// A configured key that is missing or unreadable: every session's record says so.
+    pub key_problem: Option<String>,
 }
 
 /// The client connection as the launcher handed it to us.
@@ -127,6 +129,7 @@ pub fn serve(conn: ClientConn, cfg: &InboundConfig) -> Summary {
     let mut summary = Summary::new(Side::Inbound {
         client: addrs.map(|(p, _)| p),
     });
+    summary.key_problem = cfg.key_problem.clone();
     match connect_backend(cfg, addrs) {
         Err(e) => {
             let _ = client.send_reply(&e.smtp_reply());

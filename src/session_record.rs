@@ -9,6 +9,10 @@
 //! {"v":1,"time":"2026-11-28T10:00:00Z","direction":"out","peer_host":"mx.example.org","peer_addr":"192.0.2.25:25","suite":"RSA-BLOWFISH","peer_fingerprint":"SHA256:x1u...","policy":"may","verdict":"ok","bytes_in":912,"bytes_out":1843,"duration_ms":210,"outcome":"quit"}
 //! ```
 //!
+//! Two keys appear only when they apply: `pin_moved_from` (outbound: the
+//! pinned key a continuity statement moved the pins from) and `key_problem`
+//! (our own configured key missing or unreadable).
+//!
 //! Readers ignore keys they do not know, so fields can be added later;
 //! `v` changes only if the meaning of an existing field does.
 //!
@@ -88,6 +92,16 @@ fn json_line(s: &Summary, time: &str) -> String {
     }
     push_key(&mut o, "outcome");
     push_json_string(&mut o, &s.outcome.to_string(), MAX_FIELD);
+    // Only when there is something to say: older readers ignore them.
+    for (k, v) in [
+        ("pin_moved_from", &s.pin_moved_from),
+        ("key_problem", &s.key_problem),
+    ] {
+        if let Some(v) = v {
+            push_key(&mut o, k);
+            push_json_string(&mut o, v, MAX_FIELD);
+        }
+    }
     o.push_str("}\n");
     o
 }

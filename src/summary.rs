@@ -85,6 +85,9 @@ pub struct Summary {
     pub peer_fingerprint: Option<String>,
     /// Outbound: the key the pins moved from, by the peer's continuity statement.
     pub pin_moved_from: Option<String>,
+    /// Our own configured key was missing or unreadable, so the session ran
+    /// without what it would have offered (said in the log and the record).
+    pub key_problem: Option<String>,
     /// Bytes received from and sent to the peer (client or remote MX).
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -99,6 +102,7 @@ impl Summary {
             suite: None,
             peer_fingerprint: None,
             pin_moved_from: None,
+            key_problem: None,
             bytes_in: 0,
             bytes_out: 0,
             started: Instant::now(),

@@ -157,6 +157,14 @@ fn rotation_moves_the_pins_silently_and_the_running_server_takes_the_new_key() {
         "{log}"
     );
     assert!(log.contains("starting over with XX"), "{log}");
+    // And the session record, for blackpony-report (a rotation, not a key change).
+    let rec = fs::read_to_string(dir.join("m.mailer.jsonl")).unwrap();
+    let last = rec.lines().last().unwrap_or("");
+    assert!(
+        last.contains(&format!("\"peer_fingerprint\":\"{new}\""))
+            && last.ends_with(&format!(",\"pin_moved_from\":\"{old}\"}}")),
+        "{rec}"
+    );
     let p = pins(&known);
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(p.iter().all(|(_, _, fp)| *fp == new), "{p:?}");

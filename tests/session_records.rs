@@ -39,6 +39,8 @@ const KEYS: [&str; 13] = [
     "outcome",
 ];
 const NUMBERS: [&str; 4] = ["v", "bytes_in", "bytes_out", "duration_ms"];
+/// Keys written after those only when they apply, in this order.
+const OPTIONAL: [&str; 2] = ["pin_moved_from", "key_problem"];
 /// The record file's rotation bound (16 MiB; no option changes it).
 const MAX_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -47,16 +49,18 @@ const MAX_BYTES: u64 = 16 * 1024 * 1024;
 // ---------------------------------------------------------------------------
 
 /// Checks one line against the format blackpony-report reads: one flat
-/// object, the 13 keys in the writer's order, strings and unsigned
+/// object, the 13 keys in the writer's order (then the optional ones), strings and unsigned
 /// integers, `v` 1, a `YYYY-MM-DDTHH:MM:SSZ` time, `in` or `out`.
 fn check_shape(line: &str) -> Value {
     let j: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:.300}"));
     let o = j
         .as_object()
         .unwrap_or_else(|| panic!("not an object: {line}"));
-    assert_eq!(o.len(), KEYS.len(), "{line}");
+    let present = OPTIONAL.iter().filter(|k| o.contains_key(**k));
+    let keys: Vec<&str> = KEYS.iter().copied().chain(present.copied()).collect();
+    assert_eq!(o.len(), keys.len(), "{line}");
     let mut at = 0;
-    for k in KEYS {
+    for k in keys {
         let pos = line[at..]
             .find(&format!("\"{k}\":"))
             .unwrap_or_else(|| panic!("{k} missing or out of order: {line}"));
@@ -353,6 +357,43 @@ fn check_records_match_logs(recs: &[Value], inbound_log: &Path, mailer_log: &Pat
 
 /// Encrypted, plain, warned and deferred sessions of both programs, one
 /// record file: each session one line, saying what its log line says.
+/// A configured key that is missing is an error in the log and a
+/// `key_problem` in every record, not a silent plain session.
+#[test]
+fn a_missing_own_key_is_in_the_log_and_the_record() {
+    let sink = Smtpd::start();
+    let dir = scratch("rec-keyless");
+    let (rec, log) = (dir.join("sessions.jsonl"), dir.join("inbound.log"));
+    let missing = dir.join("no-such.key");
+    let args: Vec<String> = [
+        "--backend",
+        &sink.addr.to_string(),
+        "--key",
+        missing.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut p = Piped::start("blackpony", &args);
+    assert!(p.reply().starts_with("220"));
+    p.expect("EHLO client.test", "250");
+    p.quit();
+    assert!(p.wait().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("error: no static key beside"), "{text}");
+    let recs = records(&rec);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(s(&recs[0], "suite"), "plain");
+    assert!(
+        s(&recs[0], "key_problem").starts_with("no static key beside"),
+        "{:?}",
+        recs[0]
+    );
+}
+
 #[test]
 fn both_programs_write_a_record_per_session_matching_the_log() {
     let kb = &test_keys().1;

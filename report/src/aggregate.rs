@@ -70,6 +70,11 @@ pub enum WarningKind {
     WentPlain,
     /// A fingerprint other than the one seen last.
     KeyChanged,
+    /// A new fingerprint the old key vouched for (a signed rotation): the
+    /// pins moved, nothing to worry about, but worth knowing.
+    KeyRotated,
+    /// Our own configured key was missing or unreadable for this session.
+    OwnKeyProblem,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +93,8 @@ impl Warning {
         match self.kind {
             WarningKind::WentPlain => "went-plain",
             WarningKind::KeyChanged => "key-changed",
+            WarningKind::KeyRotated => "key-rotated",
+            WarningKind::OwnKeyProblem => "own-key-problem",
         }
     }
 
@@ -96,6 +103,8 @@ impl Warning {
         let what = match self.kind {
             WarningKind::WentPlain => "went plain",
             WarningKind::KeyChanged => "key changed",
+            WarningKind::KeyRotated => "key rotated (signed by the old key)",
+            WarningKind::OwnKeyProblem => "served without our key (see the log)",
         };
         format!("{what} on {}", format_date(self.day))
     }
@@ -249,13 +258,20 @@ pub fn build(loaded: &Loaded, period: Period) -> Report {
             if let Some(prev) = &st.last_fingerprint {
                 if *prev != r.peer_fingerprint && inside {
                     let detail = Some((prev.clone(), r.peer_fingerprint.clone()));
-                    st.warn(WarningKind::KeyChanged, day, &r.time, detail);
+                    let kind = match r.pin_moved_from.as_deref() == Some(prev.as_str()) {
+                        true => WarningKind::KeyRotated,
+                        false => WarningKind::KeyChanged,
+                    };
+                    st.warn(kind, day, &r.time, detail);
                 }
             }
             st.last_fingerprint = Some(r.peer_fingerprint.clone());
         }
         if !inside {
             continue;
+        }
+        if r.key_problem.is_some() {
+            st.warn(WarningKind::OwnKeyProblem, day, &r.time, None);
         }
         in_period_n += 1;
         st.in_period = true;

@@ -10,7 +10,8 @@
 //!   "peers": [{"direction", "host", "sessions", "encrypted", "share", "errors",
 //!              "verdict_warn", "verdict_defer", "bytes_in", "bytes_out", "suites": [...],
 //!              "first_encrypted", "last_encrypted",
-//!              "warnings": [{"kind": "went-plain"|"key-changed", "date", "time", "text",
+//!              "warnings": [{"kind": "went-plain"|"key-changed"|"key-rotated"|"own-key-problem",
+//!                            "date", "time", "text",
 //!                            "from"?, "to"?}]}] }
 //! COUNTS = {"sessions", "encrypted", "share": 0..1 (4 decimals) or null, "errors",
 //!           "verdict_warn", "verdict_defer", "bytes_in", "bytes_out"}

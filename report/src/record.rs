@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Unknown keys are ignored (fields may be added later); `v`, if present,
-//! must be 1; every other field must be there. A duplicated key, a number
+//! must be 1; `pin_moved_from` and `key_problem` appear only when they
+//! apply; every other field must be there. A duplicated key, a number
 //! that is negative, fractional or beyond u64, or an impossible time makes
 //! the line not a record.
 
@@ -72,6 +73,13 @@ pub struct Record {
     pub duration_ms: u64,
     /// `quit`, `deferred by policy`, or `error: ...`.
     pub outcome: String,
+    /// Outbound: the pinned key a continuity statement moved the pins from
+    /// (written only then).
+    #[serde(default)]
+    pub pin_moved_from: Option<String>,
+    /// Our own configured key was missing or unreadable (written only then).
+    #[serde(default)]
+    pub key_problem: Option<String>,
 }
 
 impl Record {

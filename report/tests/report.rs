@@ -466,6 +466,76 @@ fn period_limits_counts_but_not_the_history_behind_warnings() {
     );
 }
 
+/// A signed rotation (the record names the pinned key the pins moved
+/// from) is not a key change; a session served without our own key is.
+#[test]
+fn a_signed_rotation_is_no_alarm_and_a_missing_own_key_is_reported() {
+    let dir = scratch("rotation");
+    let rec = |time: &str, dir: &str, host: &str, fp: &str, extra: &str| {
+        format!(
+            "{{\"v\":1,\"time\":\"{time}\",\"direction\":\"{dir}\",\"peer_host\":\"{host}\",\
+             \"peer_addr\":\"192.0.2.9:25\",\"suite\":\"NOISE-25519-CHACHAPOLY-SHA256\",\
+             \"peer_fingerprint\":\"{fp}\",\"policy\":\"tofu\",\"verdict\":\"ok\",\"bytes_in\":1,\
+             \"bytes_out\":1,\"duration_ms\":1,\"outcome\":\"quit\"{extra}}}\n"
+        )
+    };
+    let lines = [
+        rec("2026-12-01T10:00:00Z", "out", "mx.a.test", "SHA256:old", ""),
+        rec(
+            "2026-12-02T10:00:00Z",
+            "out",
+            "mx.a.test",
+            "SHA256:new",
+            ",\"pin_moved_from\":\"SHA256:old\"",
+        ),
+        rec("2026-12-01T10:00:00Z", "out", "mx.b.test", "SHA256:one", ""),
+        // Moved from a key that was not the one seen: still a key change.
+        rec(
+            "2026-12-02T10:00:00Z",
+            "out",
+            "mx.b.test",
+            "SHA256:two",
+            ",\"pin_moved_from\":\"SHA256:zzz\"",
+        ),
+        rec(
+            "2026-12-03T10:00:00Z",
+            "in",
+            "192.0.2.9",
+            "-",
+            ",\"key_problem\":\"no static key beside /etc/blackpony/host.key\"",
+        ),
+    ];
+    let file = dir.join("sessions.jsonl");
+    std::fs::write(&file, lines.concat()).unwrap();
+    let j = json(&stdout_of(&run_report(&["--json", file.to_str().unwrap()])));
+    let kinds = |host: &str| -> Vec<String> {
+        let p = j
+            .at("peers")
+            .arr()
+            .iter()
+            .find(|p| p.at("host").s() == host)
+            .unwrap()
+            .clone();
+        p.at("warnings")
+            .arr()
+            .iter()
+            .map(|w| w.at("kind").s().to_string())
+            .collect()
+    };
+    assert_eq!(kinds("mx.a.test"), ["key-rotated"]);
+    assert_eq!(kinds("mx.b.test"), ["key-changed"]);
+    assert_eq!(kinds("192.0.2.9"), ["own-key-problem"]);
+    let text = stdout_of(&run_report(&[file.to_str().unwrap()]));
+    assert!(
+        text.contains("key rotated (signed by the old key) on 2026-12-02"),
+        "{text}"
+    );
+    assert!(
+        text.contains("served without our key (see the log) on 2026-12-03"),
+        "{text}"
+    );
+}
+
 #[test]
 fn usage_and_input_errors() {
     for args in [

@@ -271,17 +271,21 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
         true => cli::load_identity(key_path)?,
         false => None,
     };
+    let mut problems = Vec::new();
     if suites.uses_noise() && identity.is_none() {
-        log::error!(
+        problems.push(format!(
             "no static key beside {}: {NOISE} is not offered (run blackpony --renew-cert, or --generate-key for a new install)",
             key_path.display()
-        );
+        ));
     }
     if suites.uses_rsa() && key.is_none() {
-        log::error!(
+        problems.push(format!(
             "no host key at {}: RSA-BLOWFISH is not offered (create one with blackpony --generate-key)",
             key_path.display()
-        );
+        ));
+    }
+    for p in &problems {
+        log::error!("{p}");
     }
     Ok(InboundConfig {
         backend: m
@@ -295,6 +299,7 @@ fn config(m: &getopts::Matches, key_path: &std::path::Path) -> Result<InboundCon
         relay: RelayOptions::inbound(allow_bare_newline),
         key,
         identity: identity.map(|id| LiveIdentity::new(key_path, id)),
+        key_problem: (!problems.is_empty()).then(|| problems.join("; ")),
     })
 }
 
