@@ -8,6 +8,7 @@ use std::fmt;
 use std::io;
 
 use crate::reply::Reply;
+use crate::wire::record::Truncated;
 
 /// The sysexits.h codes the programs use; sendmail and Postfix's pipe(8) understand them.
 pub mod exit {
@@ -160,17 +161,3 @@ impl fmt::Debug for Error {
 }
 
 impl std::error::Error for Error {}
-
-/// The marker inside the `io::Error` an encrypted reader returns when the
-/// stream ends without its authenticated Close record: [`Error::io`] turns
-/// it into [`Error::Truncated`], which is not an orderly end.
-#[derive(Debug)]
-pub struct Truncated;
-
-impl fmt::Display for Truncated {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("encrypted stream cut before its close record")
-    }
-}
-
-impl std::error::Error for Truncated {}

@@ -32,7 +32,6 @@ pub mod static_key;
 pub mod suite;
 pub mod summary;
 pub mod switch;
-pub mod wire;
 
 /// Thin wrappers over RustCrypto and the zeroizing `Secret`: its own crate (crypto/).
 pub use blackpony_crypto as crypto;
@@ -40,6 +39,8 @@ pub use blackpony_crypto as crypto;
 pub use blackpony_dns as dns;
 /// Noise XX/IK/NX by hand: its own crate (noise/), which knows nothing of blackpony.
 pub use blackpony_noise as noise;
+/// The record layer (codec, key schedule, records, both record protections): its own crate (wire/).
+pub use blackpony_wire as wire;
 pub use error::{Error, Result};
 
 /// The EHLO keyword and command verb, fixed by the wire contract.

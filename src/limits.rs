@@ -1,6 +1,12 @@
 //! Every numeric bound in one place, each with the reason it has the value it has.
+//! The record layer's own (record size, rekey volumes, sequence numbers) live
+//! in its crate, wire/src/limits.rs, and are re-exported here.
 
 use std::time::Duration;
+
+pub use crate::wire::limits::{
+    MAX_RECORD_PAYLOAD, MAX_SEQUENCE, REKEY_BYTES, REKEY_BYTES_AEAD, REKEY_SLACK,
+};
 
 /// Longest SMTP command or reply line we accept in the plain phase, CRLF included.
 /// RFC 5321 4.5.3.1.4/5 sets 512 octets for commands and replies; extensions and
@@ -12,34 +18,10 @@ pub const MAX_LINE: usize = 4096;
 /// Most lines in one multi-line reply (an EHLO reply lists a dozen keywords).
 pub const MAX_REPLY_LINES: usize = 100;
 
-/// Largest record plaintext (payload). 16 KiB like TLS: big enough that the
-/// 25-byte per-record overhead (4 length, 1 type, 20 MAC) is under 0.2 %, small enough to buffer.
-pub const MAX_RECORD_PAYLOAD: usize = 16 * 1024;
-
 /// Largest handshake message body. With RSA keys up to 4096 bits the largest,
 /// ServerHello, is 32 + 2 + 550 (SPKI) + 2 + 512 (OAEP) = 1098 bytes; a later
 /// suite adds a 512-byte signature.
 pub const MAX_HANDSHAKE_MESSAGE: usize = 4096;
-
-/// Bytes one direction may seal under one Blowfish key before it must rekey.
-/// Blowfish has 64-bit blocks: after 2^(64/2) blocks collisions appear
-/// (Sweet32). 8 MiB = 2^20 blocks gives a collision chance near 2^-25 per key.
-pub const REKEY_BYTES: u64 = 8 * 1024 * 1024;
-
-/// Bytes under one ChaCha20-Poly1305 key before rekeying. The AEAD has no
-/// 64-bit-block bound: its limits are 2^64 records per key (our nonces come
-/// from the sequence number, which never wraps) and 256 GiB per record. We
-/// still rekey every 1 GiB so a key that leaks from memory exposes at most
-/// that much of a long session; it costs one HKDF per GiB.
-pub const REKEY_BYTES_AEAD: u64 = 1 << 30;
-
-/// The receiver tolerates this much beyond the rekey limit before calling the
-/// peer broken. Our sender rekeys before it would cross the limit; the slack
-/// (one record) keeps a peer that checks after sealing interoperable.
-pub const REKEY_SLACK: u64 = MAX_RECORD_PAYLOAD as u64 + 64;
-
-/// Sequence numbers are u64 and never wrap: the connection ends before.
-pub const MAX_SEQUENCE: u64 = u64::MAX - 1;
 
 /// Smallest and largest RSA host key we accept from a peer, in bits.
 pub const MIN_RSA_BITS: usize = 2048;

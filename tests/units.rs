@@ -1,10 +1,8 @@
 //! Small pure pieces through the public API: suite names and policy
-//! (`suite`), the ROTn cipher (`crypto::rot`) and the handshake field codec
-//! (`wire::codec`).
+//! (`suite`) and the ROTn cipher (`crypto::rot`).
 
 use blackpony::crypto::rot::{rotate, unrotate};
 use blackpony::suite::{SuiteId, SuitePolicy, CLIENT_DEFAULT};
-use blackpony::wire::codec::{Reader, Writer};
 
 // ---- suite ----
 
@@ -90,22 +88,4 @@ fn rot_keeps_case_and_non_letters_and_undoes() {
     rotate(&mut b, 13);
     rotate(&mut b, 13);
     assert_eq!(&b, b"Hello, World! 123 zZ");
-}
-
-// ---- wire::codec ----
-
-#[test]
-fn codec_round_trip_and_bounds() {
-    let mut w = Writer::new();
-    w.u8(7).u16(513).vec16(b"abc").bytes(b"xy");
-    let mut r = Reader::new(&w.buf);
-    assert_eq!(r.u8(), Some(7));
-    assert_eq!(r.u16(), Some(513));
-    assert_eq!(r.vec16(), Some(&b"abc"[..]));
-    assert_eq!(r.take(3), None);
-    assert_eq!(r.take(2), Some(&b"xy"[..]));
-    assert!(r.finish().is_some());
-
-    let mut r = Reader::new(&[0xff, 0xff, 1]);
-    assert_eq!(r.vec16(), None);
 }

@@ -20,60 +20,19 @@ use super::common::{keys_for, start_transcript};
 pub use super::common::{ClientAwaitFinished, Keys, NONCE_LEN};
 use super::message::{self, CLIENT_KEY, SERVER_HELLO};
 use super::SuiteId;
-use crate::crypto::blowfish_ctr::{BlowfishCtr, IV_LEN, KEY_LEN};
 use crate::crypto::hash::Transcript;
-use crate::crypto::mac::{MacKey, MAC_KEY_LEN, MAC_LEN};
+use crate::crypto::mac::MAC_LEN;
 use crate::crypto::oaep::{self, SECRET_LEN};
 use crate::crypto::{random_bytes, random_secret, Secret};
 use crate::keys::{fingerprint, parse_peer_key, HostKey};
-use crate::limits::REKEY_BYTES;
+/// The suite's record protection, Blowfish-CTR then HMAC-SHA1: the record layer's crate has it.
+pub use crate::wire::blowfish::protection;
 use crate::wire::codec::{Reader, Writer};
-use crate::wire::record::{Protection, HEADER_LEN};
-use crate::wire::schedule::{traffic_key, Role, Schedule, TrafficSecret};
+use crate::wire::schedule::{Role, Schedule};
 use crate::Error;
 
 pub const VERSION: u8 = 1;
 const SUITE: SuiteId = SuiteId::RsaBlowfish;
-
-/// Blowfish-CTR then HMAC-SHA1 over seq || header || ciphertext.
-struct BlowfishHmac {
-    cipher: BlowfishCtr,
-    mac: MacKey,
-}
-
-impl Protection for BlowfishHmac {
-    fn tag_len(&self) -> usize {
-        MAC_LEN
-    }
-
-    fn rekey_limit(&self) -> u64 {
-        REKEY_BYTES
-    }
-
-    fn seal(&mut self, seq: u64, header: &[u8; HEADER_LEN], body: &mut [u8], tag: &mut [u8]) {
-        self.cipher.apply(body);
-        tag.copy_from_slice(&self.mac.compute(&[&seq.to_be_bytes(), header, body]));
-    }
-
-    fn open(&mut self, seq: u64, header: &[u8; HEADER_LEN], body: &mut [u8], tag: &[u8]) -> bool {
-        if !self.mac.verify(&[&seq.to_be_bytes(), header, body], tag) {
-            return false;
-        }
-        self.cipher.apply(body);
-        true
-    }
-}
-
-/// The record protection of one key epoch, from its traffic secret.
-pub fn protection(ts: &TrafficSecret) -> Box<dyn Protection> {
-    let key: Secret<KEY_LEN> = traffic_key(ts, b"blackpony blowfish key");
-    let iv: Secret<IV_LEN> = traffic_key(ts, b"blackpony blowfish iv");
-    let mac: Secret<MAC_KEY_LEN> = traffic_key(ts, b"blackpony hmac-sha1 key");
-    Box::new(BlowfishHmac {
-        cipher: BlowfishCtr::new(&key, iv.expose()),
-        mac: MacKey::new(&mac),
-    })
-}
 
 fn ikm(secret_c: &Secret<SECRET_LEN>, secret_s: &Secret<SECRET_LEN>) -> Secret<64> {
     let mut k = Secret::<64>::zero();

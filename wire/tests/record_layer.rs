@@ -1,24 +1,24 @@
-//! Property and adversarial tests of the record layer (`blackpony::wire::record`)
+//! Property and adversarial tests of the record layer (`blackpony_wire::record`)
 //! under the RSA-BLOWFISH protection (Blowfish-CTR, then HMAC-SHA1 over
 //! seq || header || ciphertext).
 //!
 //! Every test uses fixed traffic secrets and a seeded PRNG, so a failure
 //! reproduces exactly. One test re-derives the record format with the
-//! RustCrypto crates directly, independently of `blackpony::crypto`, so the
+//! RustCrypto crates directly, independently of `blackpony_crypto`, so the
 //! wire format (labels, counter, what the tag covers, sequence numbers across
 //! rekeys) is pinned down, not only self-consistency.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use blackpony::crypto::Secret;
-use blackpony::limits::{MAX_RECORD_PAYLOAD, REKEY_BYTES, REKEY_SLACK};
-use blackpony::suite::rsa_blowfish::protection;
-use blackpony::wire::record::{
+use blackpony_crypto::Secret;
+use blackpony_wire::blowfish::protection;
+use blackpony_wire::limits::{MAX_RECORD_PAYLOAD, REKEY_BYTES, REKEY_SLACK};
+use blackpony_wire::record::{
     record_error, Opened, Opener, Protection, RecordReader, RecordType, RecordWriter, Sealer,
     Truncated, HEADER_LEN, MAX_BODY,
 };
-use blackpony::wire::schedule::{next_traffic, TrafficSecret};
+use blackpony_wire::schedule::{next_traffic, TrafficSecret};
 
 /// HMAC-SHA1 tag length of the RSA-BLOWFISH protection.
 const TAG_LEN: usize = 20;

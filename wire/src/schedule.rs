@@ -11,10 +11,10 @@
 //! next traffic = HKDF-Expand(traffic, "blackpony rekey", 20)
 //! ```
 
-use crate::crypto::hash::HASH_LEN;
-use crate::crypto::kdf::{Prk, PRK_LEN};
-use crate::crypto::mac::{MacKey, MAC_LEN};
-use crate::crypto::Secret;
+use blackpony_crypto::hash::HASH_LEN;
+use blackpony_crypto::kdf::{Prk, PRK_LEN};
+use blackpony_crypto::mac::{MacKey, MAC_LEN};
+use blackpony_crypto::Secret;
 
 /// A traffic secret: one direction's keys for one key epoch come from it.
 pub type TrafficSecret = Secret<PRK_LEN>;

@@ -10,10 +10,11 @@
 //! The suite's [`Protection`] decides how `seal` works and what the tag covers
 //! (for RSA-BLOWFISH: Blowfish-CTR, then HMAC-SHA1 over seq || length || body).
 
+use std::fmt;
 use std::io::{self, Read, Write};
 
 use crate::limits::{MAX_RECORD_PAYLOAD, MAX_SEQUENCE, REKEY_SLACK};
-use crate::wire::schedule::{next_traffic, TrafficSecret};
+use crate::schedule::{next_traffic, TrafficSecret};
 
 pub const HEADER_LEN: usize = 4;
 pub const MAX_BODY: usize = MAX_RECORD_PAYLOAD + 1;
@@ -236,7 +237,19 @@ impl Opener {
     }
 }
 
-pub use crate::error::Truncated;
+/// The marker inside the `io::Error` an encrypted reader returns when the
+/// stream ends without its authenticated Close record. The core's
+/// `Error::io` turns it into `Error::Truncated`, which is not an orderly end.
+#[derive(Debug)]
+pub struct Truncated;
+
+impl fmt::Display for Truncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("encrypted stream cut before its close record")
+    }
+}
+
+impl std::error::Error for Truncated {}
 
 fn truncation(e: io::Error) -> io::Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {

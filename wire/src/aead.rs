@@ -5,10 +5,10 @@
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 
-use crate::crypto::Secret;
 use crate::limits::REKEY_BYTES_AEAD;
-use crate::wire::record::{Protection, HEADER_LEN};
-use crate::wire::schedule::{traffic_key, TrafficSecret};
+use crate::record::{Protection, HEADER_LEN};
+use crate::schedule::{traffic_key, TrafficSecret};
+use blackpony_crypto::Secret;
 
 /// ChaCha20-Poly1305 with the TLS 1.3 nonce: the IV XOR the sequence number.
 /// The record header is the associated data.
