@@ -38,12 +38,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use blackpony::cert::VerifiedCert;
 use blackpony::channel::{BoxRead, BoxSink, Sink};
 use blackpony::keys::HostKey;
-use blackpony::cert::VerifiedCert;
 use blackpony::peer::Peer;
-use blackpony::static_key::StaticIdentity;
 use blackpony::smtp::{ehlo, LineReader};
+use blackpony::static_key::StaticIdentity;
 use blackpony::suite::{SuitePolicy, CLIENT_DEFAULT};
 
 const HELO: &[u8] = b"EHLO client.e2e.test\r\n";
@@ -315,18 +315,17 @@ fn one(cfg: &Cfg) -> io::Result<One> {
                 .suites
                 .choose(&offered)
                 .ok_or_else(|| err(format!("no allowed suite in {offered:?}")))?;
-            let cached = cfg
-                .cached
-                .as_ref()
-                .and_then(|c| c.lock().unwrap().clone());
+            let cached = cfg.cached.as_ref().and_then(|c| c.lock().unwrap().clone());
             let side = blackpony::switch::ClientSide {
                 key: cfg.key.as_ref(),
                 identity: cfg.identity.as_ref(),
                 cached: cached.as_ref(),
             };
             let (inner, on) =
-                blackpony::switch::request(&mut peer, &side, suite, &offered, HELO, &mut |_| Ok(()))
-                    .map_err(err)?;
+                blackpony::switch::request(&mut peer, &side, suite, &offered, HELO, &mut |_, _| {
+                    Ok(())
+                })
+                .map_err(err)?;
             if let (Some(c), Some(cert)) = (&cfg.cached, &on.server_cert) {
                 let now = blackpony::clock::now_unix();
                 *c.lock().unwrap() = blackpony::cert::parse_and_verify(cert, now).ok();
@@ -410,7 +409,8 @@ fn main() {
         None => SuitePolicy::new(&CLIENT_DEFAULT, false),
     };
     // As the mailer: the static identity for v2; the RSA key only for RSA-BLOWFISH.
-    let identity = get("--key").and_then(|p| blackpony::static_key::load(std::path::Path::new(&p)).ok());
+    let identity =
+        get("--key").and_then(|p| blackpony::static_key::load(std::path::Path::new(&p)).ok());
     let rsa_only = !suites.uses_noise() || identity.is_none();
     let key = get("--key").filter(|_| rsa_only).map(|p| {
         HostKey::load(std::path::Path::new(&p)).unwrap_or_else(|e| {
