@@ -311,20 +311,8 @@ fn config(
 ) -> Result<OutboundConfig, Error> {
     let timeout = cli::timeout(m)?;
     let session_timeout = cli::session_timeout(m)?;
-    let port = match m.opt_str("port") {
-        None => 25,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p > 0)
-            .ok_or_else(|| Error::Config(format!("--port {p}: not a port number")))?,
-    };
-    let default_policy = match m.opt_str("policy") {
-        None => Policy::Tofu,
-        Some(p) => p
-            .parse::<Policy>()
-            .map_err(|_| Error::Config(format!("--policy {p}: use may, tofu or require")))?,
-    };
+    let port = cli::opt_value(m, "port", |&p: &u16| p > 0, "not a port number")?;
+    let policy = cli::opt_value(m, "policy", |_| true, "use may, tofu or require")?;
     let policy_map = match m.opt_str("policy-file") {
         None => PolicyMap::default(),
         Some(f) => PolicyMap::load(std::path::Path::new(&f))
@@ -377,11 +365,11 @@ fn config(
             .retain(|s| *s != blackpony::suite::SuiteId::Noise);
     }
     Ok(OutboundConfig {
-        port,
+        port: port.unwrap_or(25),
         key,
         identity: identity.map(std::sync::Arc::new),
         known_peers,
-        default_policy,
+        default_policy: policy.unwrap_or(Policy::Tofu),
         policy_map,
         resolver,
         suites,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use blackpony::cli;
 use blackpony::error::exit;
 use blackpony::smtp::reply::Reply;
 use blackpony::Error;
@@ -72,31 +73,14 @@ pub fn add_options(o: &mut getopts::Options) {
 }
 
 pub fn limits(m: &getopts::Matches) -> Result<Limits, Error> {
-    let max_connections = match m.opt_str("max-connections") {
-        None => DEFAULT_MAX_CONNECTIONS,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n,
-            _ => {
-                return Err(Error::Config(format!(
-                    "--max-connections {s}: give a number from 1 to {MAX_MAX_CONNECTIONS}"
-                )))
-            }
-        },
-    };
-    let grace = match m.opt_str("shutdown-grace") {
-        None => DEFAULT_SHUTDOWN_GRACE,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if n <= 86_400 => n,
-            _ => {
-                return Err(Error::Config(format!(
-                    "--shutdown-grace {s}: give a number of seconds from 0 to 86400"
-                )))
-            }
-        },
-    };
+    let hint = format!("give a number from 1 to {MAX_MAX_CONNECTIONS}");
+    let ok = |n: &usize| (1..=MAX_MAX_CONNECTIONS).contains(n);
+    let max_connections = cli::opt_value(m, "max-connections", ok, &hint)?;
+    let hint = "give a number of seconds from 0 to 86400";
+    let grace = cli::opt_value(m, "shutdown-grace", |n| *n <= 86_400, hint)?;
     Ok(Limits {
-        max_connections,
-        grace: Duration::from_secs(grace),
+        max_connections: max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        grace: Duration::from_secs(grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE)),
     })
 }
 
