@@ -28,15 +28,12 @@ pub(super) const HEADER: &str =
 pub(super) const OLD_HEADER: &str =
     "# blackpony known peers: host fingerprint suite first-seen last-seen";
 
-/// What a pin is attached to.
+/// What a pin is attached to (the module comment of `peers` says how each is used).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PinKind {
-    /// An MX host (or the literal `[address]` connected to): one key, the
-    /// one it showed when first seen encrypted.
+    /// An MX host, or the literal `[address]` connected to: one key.
     Host,
-    /// A destination domain as sendmail names it: one line per key seen for
-    /// it. Any line means "this domain was seen encrypted", and every MX of
-    /// it must then show one of its keys.
+    /// A destination domain as sendmail names it: one line per key.
     Domain,
 }
 
@@ -128,12 +125,13 @@ pub(super) fn read_lines(path: &Path) -> Result<Vec<Line>, PeersError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(e)),
     };
+    let too_big = |size| PeersError::TooBig {
+        path: path.to_path_buf(),
+        size,
+    };
     let size = file.metadata().map_err(io_err)?.len();
     if size > MAX_FILE_BYTES {
-        return Err(PeersError::TooBig {
-            path: path.to_path_buf(),
-            size,
-        });
+        return Err(too_big(size));
     }
     // `take` bounds the read even if the size check was fooled (a special
     // file, or a file replaced by another program that does not lock).
@@ -142,10 +140,7 @@ pub(super) fn read_lines(path: &Path) -> Result<Vec<Line>, PeersError> {
         .read_to_end(&mut data)
         .map_err(io_err)?;
     if data.len() as u64 > MAX_FILE_BYTES {
-        return Err(PeersError::TooBig {
-            path: path.to_path_buf(),
-            size: data.len() as u64,
-        });
+        return Err(too_big(data.len() as u64));
     }
     parse(&data, path)
 }
@@ -168,8 +163,7 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
     // A final newline ends the last line rather than starting an empty one.
     let data = data.strip_suffix(b"\n").unwrap_or(data);
     let mut lines = Vec::new();
-    let mut seen: std::collections::HashMap<(PinKind, String, String), usize> =
-        std::collections::HashMap::new();
+    let mut seen = std::collections::HashMap::new();
     for (index, raw) in data.split(|&b| b == b'\n').enumerate() {
         let number = index + 1;
         // Tolerate a file saved by a CRLF editor.
@@ -294,17 +288,13 @@ pub(super) fn normalize_host(host: &str) -> Result<String, PeersError> {
 /// A token is 1 to [`MAX_TOKEN`] printable ASCII bytes: no space, no control
 /// character, so it can never split or end a line.
 pub(super) fn check_token(what: &'static str, value: &str) -> Result<(), PeersError> {
-    let ok = !value.is_empty()
-        && value.len() <= MAX_TOKEN
-        && value.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(PeersError::Invalid {
+    if value.is_empty() || value.len() > MAX_TOKEN || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(PeersError::Invalid {
             what,
             value: value.to_owned(),
-        })
+        });
     }
+    Ok(())
 }
 
 /// `YYYY-MM-DD` with a plausible month and day (no calendar check: the
@@ -319,8 +309,4 @@ fn valid_date(s: &str) -> bool {
     let month = (b[5] - b'0') * 10 + (b[6] - b'0');
     let day = (b[8] - b'0') * 10 + (b[9] - b'0');
     (1..=12).contains(&month) && (1..=31).contains(&day)
-}
-
-pub(super) fn today() -> String {
-    crate::clock::today()
 }

@@ -56,7 +56,8 @@ use std::path::{Path, PathBuf};
 
 mod format;
 
-use format::{check_token, normalize_host, read_lines, today, HEADER};
+use crate::clock::today;
+use format::{check_token, normalize_host, read_lines, HEADER};
 pub use format::{
     parse, serialize, Line, PeerRecord, PeersError, PinKind, MAX_FILE_BYTES, MAX_LINE_BYTES,
     MAX_TOKEN,
@@ -104,7 +105,7 @@ pub enum Pinned {
 }
 
 /// What [`KnownPeers::forget`] removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Forgotten {
     /// Whether there was a host pin of that name.
     pub host: bool,
@@ -167,9 +168,8 @@ impl KnownPeers {
             // No directory to hold the lock file: there is no store either.
             return Ok(Vec::new());
         };
-        let lines = read_lines(&self.path)?;
+        let lines = read_lines(&self.path)?.into_iter();
         Ok(lines
-            .into_iter()
             .filter_map(|l| match l {
                 Line::Peer(r) => Some(r),
                 Line::Other(_) => None,
@@ -199,29 +199,16 @@ impl KnownPeers {
             });
             match existing {
                 None => {
-                    lines.push(Line::Peer(PeerRecord {
-                        kind: PinKind::Host,
-                        name: host.clone(),
-                        fingerprint: fingerprint.to_owned(),
-                        suite: suite.to_owned(),
-                        first_seen: today.clone(),
-                        last_seen: today.clone(),
-                    }));
+                    lines.push(new_pin(PinKind::Host, &host, fingerprint, suite, &today));
                     (RecordOutcome::New, true)
                 }
                 Some(r) if r.fingerprint == fingerprint => {
-                    // Most deliveries land here; skip the rewrite (and its
-                    // two fsyncs) when nothing would change.
-                    let dirty = r.suite != suite || r.last_seen != today;
-                    r.suite = suite.to_owned();
-                    r.last_seen = today.clone();
-                    (RecordOutcome::Unchanged, dirty)
+                    (RecordOutcome::Unchanged, refresh(r, suite, &today))
                 }
                 Some(r) => {
                     let old = std::mem::replace(&mut r.fingerprint, fingerprint.to_owned());
-                    r.suite = suite.to_owned();
+                    refresh(r, suite, &today);
                     r.first_seen = today.clone();
-                    r.last_seen = today.clone();
                     (RecordOutcome::KeyChanged { old }, true)
                 }
             }
@@ -281,23 +268,14 @@ impl KnownPeers {
             let outcome = both.map(|(kind, name, (same, others))| match same {
                 Some(i) => {
                     if let Line::Peer(r) = &mut lines[i] {
-                        dirty |= r.suite != suite || r.last_seen != today;
-                        r.suite = suite.to_owned();
-                        r.last_seen = today.clone();
+                        dirty |= refresh(r, suite, &today);
                     }
                     Pinned::Unchanged
                 }
                 None if others => Pinned::Kept,
                 None if conflict => Pinned::Untrusted,
                 None => {
-                    lines.push(Line::Peer(PeerRecord {
-                        kind,
-                        name: name.to_owned(),
-                        fingerprint: fingerprint.to_owned(),
-                        suite: suite.to_owned(),
-                        first_seen: today.clone(),
-                        last_seen: today.clone(),
-                    }));
+                    lines.push(new_pin(kind, name, fingerprint, suite, &today));
                     dirty = true;
                     Pinned::New
                 }
@@ -354,10 +332,7 @@ impl KnownPeers {
     pub fn forget(&self, name: &str) -> Result<Forgotten, PeersError> {
         let name = normalize_host(name)?;
         self.update(|lines| {
-            let mut gone = Forgotten {
-                host: false,
-                domain_keys: 0,
-            };
+            let mut gone = Forgotten::default();
             lines.retain(|l| match l {
                 Line::Peer(r) if r.name == name => {
                     match r.kind {
@@ -450,11 +425,7 @@ impl KnownPeers {
             if is_temp {
                 let path = entry.path();
                 log::warn!("removing {} left by an interrupted update", path.display());
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(PeersError::Io(e, path)),
-                }
+                remove_if_present(&path)?;
             }
         }
         Ok(())
@@ -479,15 +450,41 @@ impl KnownPeers {
     }
 }
 
+/// A pin first seen `today`.
+fn new_pin(kind: PinKind, name: &str, fingerprint: &str, suite: &str, today: &str) -> Line {
+    Line::Peer(PeerRecord {
+        kind,
+        name: name.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        suite: suite.to_owned(),
+        first_seen: today.to_owned(),
+        last_seen: today.to_owned(),
+    })
+}
+
+/// Marks `r` used today with `suite`. Most deliveries only do this, so it
+/// says whether anything changed: if not, the rewrite (and its two fsyncs)
+/// is skipped.
+fn refresh(r: &mut PeerRecord, suite: &str, today: &str) -> bool {
+    let changed = r.suite != suite || r.last_seen != today;
+    r.suite = suite.to_owned();
+    r.last_seen = today.to_owned();
+    changed
+}
+
+/// Removes `path`; one that is already gone is no error.
+fn remove_if_present(path: &Path) -> Result<(), PeersError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(PeersError::Io(e, path.to_path_buf())),
+        _ => Ok(()),
+    }
+}
+
 /// Creates `tmp` with mode 0600 (never reusing an existing file, whose mode
 /// could be wider), writes `content` and fsyncs it.
 fn write_temp(tmp: &Path, content: &[u8]) -> Result<(), PeersError> {
     let io_err = |e| PeersError::Io(e, tmp.to_path_buf());
-    match fs::remove_file(tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
+    remove_if_present(tmp)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
