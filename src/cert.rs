@@ -106,22 +106,6 @@ impl VerifiedCert {
     }
 }
 
-fn signed_part(
-    label: &[u8; 24],
-    static_public: &[u8; 32],
-    not_before: u64,
-    not_after: u64,
-    spki: &[u8],
-) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.bytes(label)
-        .bytes(static_public)
-        .bytes(&not_before.to_be_bytes())
-        .bytes(&not_after.to_be_bytes())
-        .vec16(spki);
-    w.buf
-}
-
 /// A certificate for `static_public`, signed by `key`, valid from
 /// `not_before` through `not_after` (Unix seconds). Panics only if the
 /// window is reversed, a caller bug.
@@ -137,13 +121,8 @@ pub fn issue_continuity(
     not_before: u64,
     not_after: u64,
 ) -> Vec<u8> {
-    issue_labelled(
-        CONTINUITY_LABEL,
-        old,
-        &sha256(new_spki),
-        not_before,
-        not_after,
-    )
+    let digest = sha256(new_spki);
+    issue_labelled(CONTINUITY_LABEL, old, &digest, not_before, not_after)
 }
 
 fn issue_labelled(
@@ -154,15 +133,12 @@ fn issue_labelled(
     not_after: u64,
 ) -> Vec<u8> {
     assert!(not_before <= not_after, "certificate window reversed");
-    let mut w = Writer {
-        buf: signed_part(
-            label,
-            static_public,
-            not_before,
-            not_after,
-            key.public_der(),
-        ),
-    };
+    let mut w = Writer::new();
+    w.bytes(label)
+        .bytes(static_public)
+        .bytes(&not_before.to_be_bytes())
+        .bytes(&not_after.to_be_bytes())
+        .vec16(key.public_der());
     let sig = key
         .private()
         .sign_with_rng(

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::keys::{HostKey, DEFAULT_KEY_PATH};
+use crate::keys::{key_error, HostKey, DEFAULT_KEY_PATH};
 use crate::limits::DEFAULT_RSA_BITS;
 use crate::static_key::StaticIdentity;
 use crate::Error;
@@ -132,8 +132,7 @@ pub fn load_key_if_present(path: &Path) -> Result<Option<Arc<HostKey>>, Error> {
 /// A missing file is fine here: whoever needs the key says so.
 pub fn check_key_file(path: &Path) -> Result<(), Error> {
     match std::fs::metadata(path) {
-        Ok(meta) => crate::keys::check_private(path, &meta)
-            .map_err(|e| Error::Key(format!("{}: {e}", path.display()))),
+        Ok(meta) => crate::keys::check_private(path, &meta).map_err(|e| key_error(path, e)),
         Err(_) => Ok(()),
     }
 }

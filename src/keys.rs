@@ -4,6 +4,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use base64ct::{Base64Unpadded, Encoding};
 use rsa::pkcs8::{
@@ -15,6 +16,11 @@ use rsa::{PrivateKey, PublicKey};
 use crate::crypto::hash::sha256;
 use crate::limits::{MAX_RSA_BITS, MIN_RSA_BITS};
 use crate::Error;
+
+/// An error about the key file at `path`.
+pub(crate) fn key_error(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::Key(format!("{}: {what}", path.display()))
+}
 
 /// Why a private key file was refused.
 #[derive(Debug)]
@@ -87,26 +93,24 @@ pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), PrivateFile
 /// with handshake v2 most processes never do.
 pub struct LazyHostKey {
     path: PathBuf,
-    cell: std::sync::OnceLock<Result<std::sync::Arc<HostKey>, String>>,
+    cell: OnceLock<Result<Arc<HostKey>, String>>,
 }
 
 impl LazyHostKey {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         LazyHostKey {
             path: path.into(),
-            cell: std::sync::OnceLock::new(),
+            cell: OnceLock::new(),
         }
     }
 
-    pub fn get(&self) -> Result<std::sync::Arc<HostKey>, Error> {
-        self.cell
-            .get_or_init(|| {
-                HostKey::load(&self.path)
-                    .map(std::sync::Arc::new)
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(Error::Key)
+    pub fn get(&self) -> Result<Arc<HostKey>, Error> {
+        let load = || {
+            HostKey::load(&self.path)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        };
+        self.cell.get_or_init(load).clone().map_err(Error::Key)
     }
 }
 
@@ -128,25 +132,18 @@ impl HostKey {
                 path.display(),
                 path.display()
             )),
-            e => Error::Key(format!("{}: {e}", path.display())),
+            e => key_error(path, e),
         })?;
         const MAX_KEY_FILE: u64 = 64 * 1024;
         let mut pem = zeroize::Zeroizing::new(String::new());
         file.take(MAX_KEY_FILE + 1)
             .read_to_string(&mut pem)
-            .map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
+            .map_err(|e| key_error(path, e))?;
         if pem.len() as u64 > MAX_KEY_FILE {
-            return Err(Error::Key(format!(
-                "{} is too large to be a key",
-                path.display()
-            )));
+            return Err(key_error(path, "too large to be a key"));
         }
-        let private = PrivateKey::from_pkcs8_pem(&pem).map_err(|_| {
-            Error::Key(format!(
-                "{} is not a PKCS#8 PEM RSA private key",
-                path.display()
-            ))
-        })?;
+        let private = PrivateKey::from_pkcs8_pem(&pem)
+            .map_err(|_| key_error(path, "not a PKCS#8 PEM RSA private key"))?;
         Self::from_private(private)
     }
 
@@ -255,7 +252,7 @@ pub(crate) fn write_via_temp(
         place(&tmp, path)
     })();
     let _ = fs::remove_file(&tmp);
-    result.map_err(|e| Error::Key(format!("{}: cannot write: {e}", path.display())))
+    result.map_err(|e| key_error(path, format_args!("cannot write: {e}")))
 }
 
 /// `SHA256:` and the unpadded base64 SHA-256 of the SubjectPublicKeyInfo DER,
