@@ -1,7 +1,5 @@
-//! The known-peers store of the outbound mailer: trust on first use, like
-//! ssh's `known_hosts`, kept per MX host and per destination domain.
-//!
-//! One human-readable line per pin:
+//! The outbound mailer's known-peers store: trust on first use, like ssh's
+//! `known_hosts`, per MX host and per destination domain. One line per pin:
 //!
 //! ```text
 //! # blackpony known peers: host|domain name fingerprint suite first-seen last-seen
@@ -9,45 +7,35 @@
 //! domain example.org SHA256:3q2+7w... RSA-BLOWFISH 2026-11-28 2026-11-28
 //! ```
 //!
-//! * A `host` line pins the one key an MX host (or `[address]`) showed when
-//!   first seen encrypted. A `domain` line records a key seen for a
-//!   destination domain (sendmail's `$h`): a domain has one line per key,
-//!   and any line means the domain was seen encrypted, so every MX of it
-//!   must show one of those keys. That is what stops an attacker who blocks
-//!   the pinned MX: the next MX is held to the domain's keys.
-//! * `name` is lowercased, without a trailing dot (`[1.2.3.4]` stays as is).
-//! * `fingerprint` and `suite` are opaque tokens: printable ASCII, no spaces.
-//! * `first-seen` is the UTC day this fingerprint was first seen,
-//!   `last-seen` the last day it was used.
-//! * `#` lines and blank lines are comments; they are kept when the file is
-//!   rewritten, so an administrator can annotate pins.
-//! * A file of the first format (`host fingerprint suite first-seen
-//!   last-seen`, host pins only) is read as is; the first update rewrites it
-//!   in the current format, atomically like any update.
+//! A `host` line pins the one key an MX host (or `[address]`) first showed
+//! encrypted. A destination domain (sendmail's `$h`) has a `domain` line per
+//! key seen for it; any such line means it was seen encrypted, so every MX
+//! of it must show one of those keys: an attacker who blocks the pinned MX
+//! gains nothing at the next one. Names are lowercased without a trailing
+//! dot (`[1.2.3.4]` stays as is); fingerprint and suite are opaque printable
+//! tokens; the dates are the UTC days the key was first seen and last used.
+//! `#` and blank lines are kept on rewrite, so an administrator can annotate
+//! pins. A file of the first format (host pins only, no kind column) is read
+//! as is and rewritten in the current one by the first update.
 //!
 //! Many mailer processes run at once and any of them can die at any moment,
-//! so every update follows one protocol:
+//! so every update:
 //!
-//! 1. take an exclusive `flock` on `<path>.lock` (created 0600, never
-//!    deleted: deleting it would let two processes lock two different files);
-//! 2. re-read the file under the lock, so no concurrent update is lost;
-//! 3. write the new content to `<path>.tmp.<pid>` (0600), fsync it;
-//! 4. rename it over `<path>`, fsync the directory;
-//! 5. unlock (by closing the lock file).
+//! 1. takes an exclusive `flock` on `<path>.lock` (0600, never deleted:
+//!    deleting it would let two processes lock two different files);
+//! 2. re-reads the file under the lock, so no concurrent update is lost;
+//! 3. writes `<path>.tmp.<pid>` (0600) and fsyncs it;
+//! 4. renames it over `<path>` and fsyncs the directory;
+//! 5. unlocks (by closing the lock file).
 //!
-//! Readers take a shared lock. The file is therefore always entirely the old
-//! or entirely the new version, whatever happens. A temp file left by a
-//! killed writer is removed by the next writer: every writer creates its temp
-//! file only while holding the exclusive lock, so under the lock any temp
-//! file is a leftover.
+//! Readers take a shared lock, so the file is always wholly the old or the
+//! new version. Temp files are created only under the exclusive lock, so
+//! one found under it is a killed writer's leftover, and is removed.
 //!
 //! A malformed line is an error naming the line, never skipped: dropping a
-//! pin would silently downgrade that peer to "unknown".
-//!
-//! Unix only (file modes, `flock` semantics, directory fsync).
-//!
-//! This file holds the store and its update protocol; `format` holds the
-//! text of the file ([`parse`], [`serialize`]) and the errors.
+//! pin would silently downgrade that peer to "unknown". Unix only (file
+//! modes, `flock`, directory fsync). `format` holds the text of the file
+//! ([`parse`], [`serialize`]) and the errors.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
