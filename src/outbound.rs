@@ -165,11 +165,8 @@ fn connect(
             // Like Postfix (smtp_skip_5xx_greeting), a host that will not talk to
             // us is skipped for the next; if none will, the message stays queued.
             Ok((peer, greeting)) if greeting.code == 220 => {
-                let mx = Mx {
-                    host: t.mx_host.clone(),
-                    addr: t.addr,
-                };
-                return Ok((peer, mx, greeting));
+                let host = t.mx_host.clone();
+                return Ok((peer, Mx { host, addr: t.addr }, greeting));
             }
             Ok((mut peer, greeting)) => {
                 log::warn!(
@@ -216,11 +213,9 @@ impl Session<'_> {
                     if let Some(reason) = self.ehlo(&line)? {
                         return self.defer_by_policy(&reason);
                     }
+                    continue;
                 }
-                (Phase::ExpectEhlo, Verb::Helo) => {
-                    self.phase = Phase::Greeted;
-                    self.relay(&line)?;
-                }
+                (Phase::ExpectEhlo, Verb::Helo) => self.phase = Phase::Greeted,
                 // The policy is decided before the first MAIL, and before a
                 // STARTTLS, after which we could only pipe bytes we cannot see.
                 (Phase::Greeted | Phase::ExpectEhlo, Verb::Mail | Verb::StartTls) => {
@@ -228,23 +223,17 @@ impl Session<'_> {
                         return self.defer_by_policy(&reason);
                     }
                     self.phase = Phase::Relaying;
-                    if v == Verb::Mail {
-                        self.relay(&line)?;
-                    } else if let Some(done) = self.relay_other(&line)? {
-                        return done;
-                    }
                 }
-                _ => {
-                    if let Some(done) = self.relay_other(&line)? {
-                        return done;
-                    }
-                }
+                _ => {}
+            }
+            if let Some(done) = self.relay(&line)? {
+                return done;
             }
         }
     }
 
-    /// Relay any other command; `Some(result)` when the session is over.
-    fn relay_other(&mut self, line: &[u8]) -> Result<Option<Result<(), Error>>, Error> {
+    /// Relay one command; `Some(result)` when the session is over.
+    fn relay(&mut self, line: &[u8]) -> Result<Option<Result<(), Error>>, Error> {
         let (step, reply) =
             relay::relay_command(line, &mut self.sendmail, &mut self.remote, self.cfg.relay)?;
         // The log line reports what became of the message, not the 221 to QUIT.
@@ -261,7 +250,7 @@ impl Session<'_> {
                 self.remote.finish();
                 Some(Ok(()))
             }
-            Step::Pipe => Some(self.pipe()),
+            Step::Pipe => Some(relay::pipe(self.sendmail.take(), self.remote.take())),
         })
     }
 
@@ -275,17 +264,6 @@ impl Session<'_> {
         finish_with_sendmail(&mut self.sendmail);
         self.summary.outcome = Outcome::DeferredByPolicy;
         Ok(())
-    }
-
-    fn relay(&mut self, line: &[u8]) -> Result<(), Error> {
-        let (_, reply) =
-            relay::relay_command(line, &mut self.sendmail, &mut self.remote, self.cfg.relay)?;
-        set_last_reply(&mut self.summary, &reply);
-        Ok(())
-    }
-
-    fn pipe(&mut self) -> Result<(), Error> {
-        relay::pipe(self.sendmail.take(), self.remote.take())
     }
 
     /// sendmail's first EHLO: send it on; if the remote offers a suite we

@@ -86,9 +86,6 @@ pub fn serve(
     inner_ehlo: &mut dyn FnMut(&[u8]) -> Result<Reply, Error>,
 ) -> Result<Option<Switched>, Error> {
     let args = arguments(line);
-    let refuse = |client: &mut Peer, code, text: &str| {
-        client.send_reply(&Reply::new(code, text)).map(|_| None)
-    };
     let Some(first) = args.first() else {
         return refuse(client, 501, "5.5.4 Syntax: XBLACKPONY <suite> [arguments]");
     };
@@ -151,9 +148,6 @@ fn serve_v2(
     id: &StaticIdentity,
     inner_ehlo: &mut dyn FnMut(&[u8]) -> Result<Reply, Error>,
 ) -> Result<Option<Switched>, Error> {
-    let refuse = |client: &mut Peer, code, text: &str| {
-        client.send_reply(&Reply::new(code, text)).map(|_| None)
-    };
     let msg1 = args.get(2).filter(|_| args.len() == 3);
     let msg1 = msg1.and_then(|a| Base64::decode_vec(a).ok());
     let (Some(pattern), Some(msg1)) = (args.get(1), msg1) else {
@@ -171,10 +165,8 @@ fn serve_v2(
         let keys = state.on_msg3(&read_body(&mut src, NOISE_MESSAGE)?)?;
         let w = sealed_writer(client, keys.sealer);
         install(client, RecordReader::new(src, keys.opener), w);
-        return Ok(Some(Switched::to(
-            SuiteId::Noise,
-            Some(keys.peer_fingerprint),
-        )));
+        let fingerprint = keys.peer_fingerprint;
+        return Ok(Some(Switched::to(SuiteId::Noise, Some(fingerprint))));
     }
     if !pattern.eq_ignore_ascii_case("IK") {
         return refuse(client, 501, V2_SYNTAX);
@@ -273,10 +265,8 @@ pub fn request(
     let finished = message::read(&mut src, SERVER_FINISHED).map_err(|_| Error::Crypto)?;
     awaiting.on_server_finished(&finished)?;
     install(remote, RecordReader::new(src, opener), w);
-    Ok((
-        remote.read_reply()?,
-        Switched::to(suite, Some(peer_fingerprint)),
-    ))
+    let on = Switched::to(suite, Some(peer_fingerprint));
+    Ok((remote.read_reply()?, on))
 }
 
 /// v2 first contact: XX. Two round trips after the outer EHLO.
@@ -338,6 +328,11 @@ fn request_ik(
     let mut on = Switched::to(SuiteId::Noise, Some(keys.peer_fingerprint));
     on.greeted = true;
     Ok(Some((inner, on)))
+}
+
+/// A switch command we cannot honour: its 5xx (or 4xx), and the session stays plain.
+fn refuse(client: &mut Peer, code: u16, text: &str) -> Result<Option<Switched>, Error> {
+    client.send_reply(&Reply::new(code, text)).map(|_| None)
 }
 
 /// The refusal of a malformed v2 command.
