@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 use base64ct::{Base64, Encoding};
 
 use crate::cert::{self, VerifiedCert};
+use crate::keys::beside;
 use crate::limits::MAX_STATIC_CERT;
 
 fn path_for(known_peers: &Path) -> PathBuf {
-    let mut p = known_peers.as_os_str().to_os_string();
-    p.push(".certs");
-    PathBuf::from(p)
+    beside(known_peers, ".certs")
 }
 
 fn entries(known_peers: &Path) -> Vec<(String, String)> {
@@ -51,9 +50,7 @@ pub fn store(known_peers: &Path, host: &str, cert_bytes: &[u8]) -> std::io::Resu
         .collect();
     lines.push((host.to_string(), Base64::encode_string(cert_bytes)));
     let path = path_for(known_peers);
-    let mut tmp = path.clone().into_os_string();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let tmp = beside(&path, &format!(".tmp.{}", std::process::id()));
     let mut f = fs::File::create(&tmp)?;
     for (h, c) in &lines {
         writeln!(f, "{h} {c}")?;

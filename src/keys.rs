@@ -220,9 +220,10 @@ impl HostKey {
     }
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+/// `<path><ext>`: a file that goes with the one at `path`.
+pub fn beside(path: &Path, ext: &str) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
+    name.push(ext);
     PathBuf::from(name)
 }
 
@@ -235,7 +236,7 @@ pub(crate) fn write_via_temp(
     mode: u32,
     place: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    let tmp = temp_path(path);
+    let tmp = beside(path, &format!(".tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)

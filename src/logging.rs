@@ -72,18 +72,11 @@ pub fn init(tag: &str, file: Option<&Path>) -> Result<(), String> {
                 let pri = syslog_priority(record.level());
                 write!(buf, "<{pri}>{tag_owned}[{pid}]: ")?;
             } else {
-                write!(
-                    buf,
-                    "{} {tag_owned}[{pid}]: ",
-                    crate::clock::utc_timestamp()
-                )?;
+                let now = crate::clock::utc_timestamp();
+                write!(buf, "{now} {tag_owned}[{pid}]: ")?;
             }
-            writeln!(
-                buf,
-                "{}: {}",
-                record.level().as_str().to_ascii_lowercase(),
-                record.args()
-            )
+            let level = record.level().as_str().to_ascii_lowercase();
+            writeln!(buf, "{level}: {}", record.args())
         })
         .target(env_logger::Target::Pipe(target))
         .try_init()

@@ -32,6 +32,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::cert::{self, CertError, VerifiedCert};
+pub use crate::keys::beside;
 use crate::keys::{key_error, HostKey};
 use crate::limits::{MAX_STATIC_CERT, STATIC_CERT_BACKDATE, STATIC_CERT_VALIDITY};
 use crate::Error;
@@ -67,13 +68,6 @@ impl StaticIdentity {
 /// `<key>.x25519` and `<key>.cert` for the RSA key at `rsa_key`.
 pub fn paths_for(rsa_key: &Path) -> (PathBuf, PathBuf) {
     (beside(rsa_key, ".x25519"), beside(rsa_key, ".cert"))
-}
-
-/// `<key><ext>`: the files that go with the RSA key at `rsa_key`.
-pub fn beside(rsa_key: &Path, ext: &str) -> PathBuf {
-    let mut name = rsa_key.as_os_str().to_os_string();
-    name.push(ext);
-    PathBuf::from(name)
 }
 
 /// A key file's `HEADER SP base64 LF` line.

@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 mod format;
 
 use crate::clock::today;
+use crate::keys::beside;
 use format::{check_token, normalize_host, read_lines, HEADER};
 pub use format::{
     parse, serialize, Line, PeerRecord, PeersError, PinKind, MAX_FILE_BYTES, MAX_LINE_BYTES,
@@ -365,7 +366,7 @@ impl KnownPeers {
     // crate's rust-version (1.85 when this was written) must be raised.
     #[allow(clippy::incompatible_msrv)]
     fn lock(&self, exclusive: bool) -> Result<Option<File>, PeersError> {
-        let path = suffixed(&self.path, ".lock");
+        let path = beside(&self.path, ".lock");
         let file = match OpenOptions::new()
             .read(true)
             .write(true)
@@ -391,7 +392,7 @@ impl KnownPeers {
     /// `<path>.tmp.<pid>`: unique among processes, and the exclusive lock
     /// makes it unique among the threads of one process.
     fn temp_path(&self) -> PathBuf {
-        suffixed(&self.path, &format!(".tmp.{}", std::process::id()))
+        beside(&self.path, &format!(".tmp.{}", std::process::id()))
     }
 
     /// Removes `<name>.tmp.<digits>` files. Only called under the exclusive
@@ -504,11 +505,4 @@ fn parent_dir(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
-}
-
-/// `path` with `suffix` appended to its last component.
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }

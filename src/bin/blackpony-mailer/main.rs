@@ -195,17 +195,14 @@ fn main() -> ExitCode {
     let dest = match m.free.as_slice() {
         [h] => h.clone(),
         _ => {
-            let e = Error::Config("give exactly one HOST (sendmail's $h)".into());
-            log::error!("{e}");
-            return greet_error(&e);
+            return greet_error(&Error::Config(
+                "give exactly one HOST (sendmail's $h)".into(),
+            ))
         }
     };
     let cfg = match config(&m, &key_path, peers) {
         Ok(c) => c,
-        Err(e) => {
-            log::error!("{e}");
-            return greet_error(&e);
-        }
+        Err(e) => return greet_error(&e),
     };
     let deadline = netio::Deadline::new(cfg.timeout);
     let reader = netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout, deadline.clone());
@@ -380,8 +377,9 @@ fn config(
 }
 
 /// A setup failure: sendmail is waiting for a greeting, so give it a 4xx
-/// greeting (the message stays queued) and leave. The log has the reason.
+/// greeting (the message stays queued), log why, and leave.
 fn greet_error(e: &Error) -> ExitCode {
+    log::error!("{e}");
     let mut out = std::io::stdout();
     let _ = out.write_all(&e.smtp_reply().to_bytes());
     let _ = out.flush();
