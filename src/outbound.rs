@@ -315,9 +315,7 @@ impl Session<'_> {
             self.summary.pin_moved_from = moved;
             if let Some(reason) = refused {
                 self.summary.peer_fingerprint = None;
-                log::error!("{} ({}): deferring: {reason}", self.mx_host, self.dest);
-                set_verdict(&mut self.summary, summary::Verdict::Defer);
-                return Ok(Some(reason));
+                return Ok(Some(self.deferring(reason)));
             }
             let (mut inner, on) = result.map_err(|e| {
                 Error::Policy(format!(
@@ -370,22 +368,22 @@ impl Session<'_> {
     fn check_policy(&mut self) -> Result<Option<String>, Error> {
         let fp = self.summary.peer_fingerprint.as_deref().map(|f| (f, None));
         let (verdict, _) = verdict_for(self.cfg, &self.dest, &self.mx_name, self.policy, fp)?;
-        Ok(match verdict {
-            Verdict::Proceed => {
-                set_verdict(&mut self.summary, summary::Verdict::Ok);
-                None
-            }
+        match verdict {
+            Verdict::Proceed => set_verdict(&mut self.summary, summary::Verdict::Ok),
             Verdict::ProceedWithWarning(w) => {
                 log::warn!("{} ({}): {w}", self.mx_host, self.dest);
                 set_verdict(&mut self.summary, summary::Verdict::Warn);
-                None
             }
-            Verdict::Defer(reason) => {
-                log::error!("{} ({}): deferring: {reason}", self.mx_host, self.dest);
-                set_verdict(&mut self.summary, summary::Verdict::Defer);
-                Some(reason)
-            }
-        })
+            Verdict::Defer(reason) => return Ok(Some(self.deferring(reason))),
+        }
+        Ok(None)
+    }
+
+    /// The policy defers this delivery for `reason`: logged and summarized.
+    fn deferring(&mut self, reason: String) -> String {
+        log::error!("{} ({}): deferring: {reason}", self.mx_host, self.dest);
+        set_verdict(&mut self.summary, summary::Verdict::Defer);
+        reason
     }
 
     /// A message was accepted: remember the key for the MX host and the

@@ -102,7 +102,7 @@ pub fn serve(
         return serve_v2(client, &args, side, id, inner_ehlo);
     }
     let go_ahead = format!("220 2.0.0 Go ahead with {suite}\r\n");
-    let (Some(key), true) = (side.key, suite.is_keyed()) else {
+    let (Some(key), false) = (side.key, suite.is_rot()) else {
         if args.len() != 1 {
             return refuse(client, 501, "5.5.4 ROTn takes no arguments");
         }

@@ -38,12 +38,6 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How long the stop waits for the connection that wakes a blocked accept.
 const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The reply to a connection over --max-connections: temporary, so the
-/// sender retries later (RFC 3463 4.3.2: system not accepting messages).
-fn too_many() -> Reply {
-    Reply::new(421, "4.3.2 Too many connections, try again later")
-}
-
 /// The limits of the threaded modes.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -215,11 +209,12 @@ where
     );
     let failed = s.failed.is_some();
     drop(s);
-    if cut > 0 {
-        log::warn!("{summary}");
+    let level = if cut > 0 {
+        log::Level::Warn
     } else {
-        log::info!("{summary}");
-    }
+        log::Level::Info
+    };
+    log::log!(level, "{summary}");
     if failed {
         ExitCode::from(exit::OSERR as u8)
     } else {
@@ -307,7 +302,10 @@ fn refuse(stream: TcpStream, max: usize) {
         .unwrap_or_else(|_| "unknown".into());
     log::warn!("refused {peer}: {max} sessions in progress (--max-connections)");
     let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write_all(&too_many().to_bytes());
+    // Temporary, so the sender retries later (RFC 3463 4.3.2: system not
+    // accepting messages).
+    let reply = Reply::new(421, "4.3.2 Too many connections, try again later");
+    let _ = (&stream).write_all(&reply.to_bytes());
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
