@@ -15,7 +15,7 @@ use crate::cert::VerifiedCert;
 use crate::channel::{BoxRead, BoxSink};
 use crate::keys::HostKey;
 use crate::limits::{COPY_BUFFER, MAX_LINE};
-use crate::peer::Peer;
+use crate::peer::{detached, Peer};
 use crate::reply::Reply;
 use crate::smtp::command::arguments;
 use crate::smtp::LineReader;
@@ -400,13 +400,7 @@ fn install_rot(peer: &mut Peer, suite: SuiteId) -> Result<(), Error> {
 /// costs two reads (header, body). The bytes the line reader had buffered
 /// come first.
 fn buffered_rest(peer: &mut Peer) -> BoxRead {
-    let (raw, rest) = std::mem::replace(
-        &mut peer.reader,
-        LineReader::new(Box::new(std::io::empty())),
-    )
-    .into_parts();
-    Box::new(BufReader::with_capacity(
-        COPY_BUFFER,
-        Cursor::new(rest).chain(raw),
-    ))
+    let (raw, rest) = std::mem::replace(&mut peer.reader, detached().0).into_parts();
+    let rest_first = Cursor::new(rest).chain(raw);
+    Box::new(BufReader::with_capacity(COPY_BUFFER, rest_first))
 }

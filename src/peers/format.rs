@@ -169,10 +169,8 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
         // Tolerate a file saved by a CRLF editor.
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.len() > MAX_LINE_BYTES {
-            return Err(corrupt(
-                number,
-                format!("line longer than {MAX_LINE_BYTES} bytes"),
-            ));
+            let reason = format!("line longer than {MAX_LINE_BYTES} bytes");
+            return Err(corrupt(number, reason));
         }
         let text = std::str::from_utf8(raw).map_err(|_| corrupt(number, "not UTF-8".to_owned()))?;
         let trimmed = text.trim();
@@ -188,14 +186,9 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
         };
         let id = (record.kind, record.name.clone(), key_part);
         if let Some(first) = seen.insert(id, number) {
-            return Err(corrupt(
-                number,
-                format!(
-                    "{} {} is already pinned on line {first}",
-                    record.kind.as_str(),
-                    record.name
-                ),
-            ));
+            let (kind, name) = (record.kind.as_str(), &record.name);
+            let reason = format!("{kind} {name} is already pinned on line {first}");
+            return Err(corrupt(number, reason));
         }
         lines.push(Line::Peer(record));
     }
@@ -212,11 +205,10 @@ fn parse_record(text: &str) -> Result<PeerRecord, String> {
         ["host", name, ref rest @ ..] if rest.len() == 4 => (PinKind::Host, name, rest),
         ["domain", name, ref rest @ ..] if rest.len() == 4 => (PinKind::Domain, name, rest),
         _ => {
+            let n = fields.len();
             return Err(format!(
-                "expected host|domain name fingerprint suite first-seen last-seen, \
-                 found {} fields",
-                fields.len()
-            ))
+                "expected host|domain name fingerprint suite first-seen last-seen, found {n} fields"
+            ));
         }
     };
     let [fingerprint, suite, first_seen, last_seen] = rest[..] else {
