@@ -59,24 +59,9 @@ impl fmt::Display for Policy {
     }
 }
 
-/// A word that is not `may`, `tofu` or `require`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownPolicy(pub String);
-
-impl fmt::Display for UnknownPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown policy {:?}: expected may, tofu or require",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownPolicy {}
-
 impl FromStr for Policy {
-    type Err = UnknownPolicy;
+    /// Why the word is not `may`, `tofu` or `require`.
+    type Err = String;
 
     /// Case-insensitive, like the rest of the file.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -84,7 +69,9 @@ impl FromStr for Policy {
             "may" => Ok(Policy::May),
             "tofu" => Ok(Policy::Tofu),
             "require" => Ok(Policy::Require),
-            _ => Err(UnknownPolicy(s.to_owned())),
+            _ => Err(format!(
+                "unknown policy {s:?}: expected may, tofu or require"
+            )),
         }
     }
 }
@@ -193,9 +180,7 @@ impl PolicyMap {
                 }
             };
             let key = parse_key(key).map_err(|reason| syntax(number, &reason))?;
-            let policy: Policy = policy
-                .parse()
-                .map_err(|e: UnknownPolicy| syntax(number, &e.to_string()))?;
+            let policy: Policy = policy.parse().map_err(|e: String| syntax(number, &e))?;
             if let Some(first) = first_line.insert(key.clone(), number) {
                 let reason = format!("{key} is already listed on line {first}");
                 return Err(syntax(number, &reason));

@@ -18,7 +18,7 @@ use blackpony::peers::KnownPeers;
 use blackpony::policy::{Policy, PolicyMap};
 use blackpony::relay::RelayOptions;
 use blackpony::session_record;
-use blackpony::suite::CLIENT_DEFAULT;
+use blackpony::suite::{SuiteId, CLIENT_DEFAULT};
 use blackpony::summary::Outcome;
 use blackpony::{logging, netio, Error};
 
@@ -315,20 +315,14 @@ fn config(
         Some(f) => PolicyMap::load(std::path::Path::new(&f))
             .map_err(|e| Error::Config(format!("{f}: {e}")))?,
     };
-    let resolver = match m.opt_str("dns") {
-        Some(a) => {
-            let sa = a.parse().map_err(|_| {
-                Error::Config(format!("--dns {a}: use ADDR:PORT, e.g. 127.0.0.1:53"))
-            })?;
-            Resolver::with_servers(vec![sa], std::time::Duration::from_secs(5))
-        }
-        None => Resolver::from_resolv_conf(
-            std::path::Path::new("/etc/resolv.conf"),
-            std::time::Duration::from_secs(5),
-        )
-        .map_err(|e| Error::Config(format!("/etc/resolv.conf: {e}")))?,
+    let dns = cli::opt_value(m, "dns", |_| true, "use ADDR:PORT, e.g. 127.0.0.1:53")?;
+    let wait = std::time::Duration::from_secs(5);
+    let resolver = match dns {
+        Some(server) => Resolver::with_servers(vec![server], wait),
+        None => Resolver::from_resolv_conf(std::path::Path::new("/etc/resolv.conf"), wait)
+            .map_err(|e| Error::Config(format!("/etc/resolv.conf: {e}")))?,
     };
-    let suites = cli::suites(m, &CLIENT_DEFAULT)?;
+    let mut suites = cli::suites(m, &CLIENT_DEFAULT)?;
     // v2 is optional for a client: an unreadable static key is an error in
     // the log, and delivery goes on with the other suites.
     let identity = cli::load_identity(key_path).unwrap_or_else(|e| {
@@ -347,7 +341,6 @@ fn config(
             }
         }
     }
-    let mut suites = suites;
     if suites.uses_noise() && identity.is_none() {
         // An RSA-only install (from before handshake v2): deliver with the
         // other suites, and say how to get v2.
@@ -357,9 +350,7 @@ fn config(
             blackpony::suite::NOISE,
             key_path.display()
         );
-        suites
-            .keyed
-            .retain(|s| *s != blackpony::suite::SuiteId::Noise);
+        suites.keyed.retain(|s| *s != SuiteId::Noise);
     }
     Ok(OutboundConfig {
         port: port.unwrap_or(25),

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blackpony::cli;
 use blackpony::error::exit;
@@ -156,13 +156,9 @@ where
         thread::spawn(move || accept_loop(listener, &shared, max, serve));
     }
 
-    let mut s = shared.lock();
-    while s.signals == 0 && s.failed.is_none() {
-        s = shared
-            .changed
-            .wait(s)
-            .unwrap_or_else(PoisonError::into_inner);
-    }
+    let running = |s: &mut State| s.signals == 0 && s.failed.is_none();
+    let s = shared.changed.wait_while(shared.lock(), running);
+    let mut s = s.unwrap_or_else(PoisonError::into_inner);
     s.draining = true;
     let in_flight = s.active;
     let first_signals = s.signals;
@@ -179,19 +175,11 @@ where
         wake(a);
     }
 
-    let deadline = Instant::now() + limits.grace;
-    let mut s = shared.lock();
-    while s.active > 0 && s.signals == first_signals {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        s = shared
-            .changed
-            .wait_timeout(s, left)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-    }
+    let in_flight_left = |s: &mut State| s.active > 0 && s.signals == first_signals;
+    let s = shared
+        .changed
+        .wait_timeout_while(shared.lock(), limits.grace, in_flight_left);
+    let s = s.unwrap_or_else(PoisonError::into_inner).0;
     let cut = s.active;
     let summary = format!(
         "stopped: {} session(s) served, {} refused over --max-connections; \
