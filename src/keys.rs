@@ -26,28 +26,22 @@ pub(crate) fn key_error(path: &Path, what: impl std::fmt::Display) -> Error {
 #[derive(Debug)]
 pub enum PrivateFileError {
     Open(std::io::Error),
-    /// Group or others may read it.
-    Readable {
-        mode: u32,
-        path: PathBuf,
-    },
-    /// Its directory lets group or others replace it.
-    Directory {
-        mode: u32,
-        dir: PathBuf,
-    },
+    /// Group or others may read it: its mode and path.
+    Readable(u32, PathBuf),
+    /// Its directory lets group or others replace it: the directory's mode and path.
+    Directory(u32, PathBuf),
 }
 
 impl std::fmt::Display for PrivateFileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PrivateFileError::Open(e) => write!(f, "{e}"),
-            PrivateFileError::Readable { mode, path } => write!(
+            PrivateFileError::Readable(mode, path) => write!(
                 f,
                 "readable by group or others (mode {mode:o}); run: chmod 600 {}",
                 path.display()
             ),
-            PrivateFileError::Directory { mode, dir } => write!(
+            PrivateFileError::Directory(mode, dir) => write!(
                 f,
                 "its directory {} is writable by group or others (mode {mode:o}); run: chmod go-w {}",
                 dir.display(),
@@ -72,8 +66,8 @@ pub fn open_private(path: &Path) -> Result<fs::File, PrivateFileError> {
 /// for a key a process may never need to read.
 pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), PrivateFileError> {
     if meta.mode() & 0o077 != 0 {
-        let (mode, path) = (meta.mode() & 0o777, path.to_path_buf());
-        return Err(PrivateFileError::Readable { mode, path });
+        let mode = meta.mode() & 0o777;
+        return Err(PrivateFileError::Readable(mode, path.to_path_buf()));
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -82,8 +76,8 @@ pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), PrivateFile
     if let Ok(d) = fs::metadata(dir) {
         let writable = d.mode() & 0o022 != 0 && d.mode() & 0o1000 == 0;
         if writable {
-            let (mode, dir) = (d.mode() & 0o7777, dir.to_path_buf());
-            return Err(PrivateFileError::Directory { mode, dir });
+            let mode = d.mode() & 0o7777;
+            return Err(PrivateFileError::Directory(mode, dir.to_path_buf()));
         }
     }
     Ok(())
