@@ -226,21 +226,17 @@ impl KnownPeers {
             // Which lines hold this key for (kind, name), and whether the
             // name has other keys.
             let state = |lines: &[Line], kind: PinKind, name: &str| {
-                let mut same = None;
-                let mut others = false;
-                for (i, l) in lines.iter().enumerate() {
-                    match l {
-                        Line::Peer(r) if r.kind == kind && r.name == name => {
-                            if r.fingerprint == fingerprint {
-                                same = Some(i);
-                            } else {
-                                others = true;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                (same, others)
+                let pins = || {
+                    lines.iter().enumerate().filter_map(|(i, l)| match l {
+                        Line::Peer(r) if r.kind == kind && r.name == name => Some((i, r)),
+                        _ => None,
+                    })
+                };
+                let same = pins().find(|(_, r)| r.fingerprint == fingerprint);
+                (
+                    same.map(|(i, _)| i),
+                    pins().any(|(_, r)| r.fingerprint != fingerprint),
+                )
             };
             let both = [
                 (PinKind::Domain, domain.as_str()),
