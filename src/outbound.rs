@@ -277,6 +277,7 @@ impl Session<'_> {
         let mut reply = self.remote.read_reply()?;
         let offered = ehlo::offered_suites(&reply);
         let choice = offered.as_deref().and_then(|o| self.cfg.suites.choose(o));
+        let mut encrypted = false;
         if let (Some(offered), Some(suite)) = (&offered, choice) {
             let key = match suite {
                 SuiteId::RsaBlowfish => Some(self.cfg.key.get()?),
@@ -331,28 +332,20 @@ impl Session<'_> {
             self.summary.suite = on.suite;
             self.summary.peer_fingerprint = on.peer_fingerprint;
             self.server_cert = on.server_cert;
-            if let Some(reason) = self.check_policy()? {
-                return Ok(Some(reason));
-            }
-            self.phase = Phase::Relaying;
-            ehlo::strip_keyword(&mut inner);
             // TLS inside our channel would add nothing and would hide the
             // dialogue from us (no pin after delivery): not offered to sendmail.
             ehlo::strip_capability(&mut inner, "STARTTLS");
-            set_last_reply(&mut self.summary, &inner);
-            self.sendmail.send_reply(&inner)?;
-            return Ok(None);
-        }
-        if let Some(o) = offered {
+            (reply, encrypted) = (inner, true);
+        } else if let Some(o) = offered {
             log::info!(
                 "{}: offers XBLACKPONY {o}, none of which we allow; staying plain",
                 self.mx_host
             );
         }
-        // A peer that offers nothing we use: decided now, before sendmail
-        // says anything more (AUTH, MAIL) to a server that may have stripped
-        // the keyword.
-        if reply.code == 250 {
+        // Decided now, before sendmail says anything more (AUTH, MAIL): also
+        // for a peer that offers nothing we use, which may be a server whose
+        // keyword was stripped.
+        if encrypted || reply.code == 250 {
             if let Some(reason) = self.check_policy()? {
                 return Ok(Some(reason));
             }
