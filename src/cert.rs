@@ -199,12 +199,10 @@ fn parse_signed_labelled(bytes: &[u8], label: &[u8; 24]) -> Result<VerifiedCert,
     Ok(cert)
 }
 
-/// Parse a host's own certificate as loaded per connection: layout only,
-/// neither signature nor window. The signature was checked when the
-/// certificate was issued (static_key::issue_for) and every peer checks it
-/// again; checking it here too would cost an RSA public-key operation and an
-/// SPKI parse per connection (about 1 M instructions, measured). What an
-/// expired certificate means (renew, log) is the caller's decision.
+/// Parse a host's own certificate as loaded per connection: layout only.
+/// The signature was checked at issue (static_key::issue_for) and every peer
+/// checks it; here it would cost an RSA operation per connection (about 1 M
+/// instructions, measured). The window is the caller's to judge.
 pub fn parse_own(bytes: &[u8]) -> Result<VerifiedCert, CertError> {
     parse_layout(bytes, LABEL).map(|(cert, _, _)| cert)
 }

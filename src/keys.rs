@@ -69,10 +69,7 @@ pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), PrivateFile
         let mode = meta.mode() & 0o777;
         return Err(PrivateFileError::Readable(mode, path.to_path_buf()));
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     if let Ok(d) = fs::metadata(dir) {
         let writable = d.mode() & 0o022 != 0 && d.mode() & 0o1000 == 0;
         if writable {
@@ -211,6 +208,14 @@ impl HostKey {
 
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.public_der)
+    }
+}
+
+/// The directory of `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 

@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 mod format;
 
 use crate::clock::today;
-use crate::keys::beside;
+use crate::keys::{beside, parent_dir};
 use format::{check_token, normalize_host, read_lines, HEADER};
 pub use format::{
     parse, serialize, Line, PeerRecord, PeersError, PinKind, MAX_FILE_BYTES, MAX_LINE_BYTES,
@@ -494,11 +494,4 @@ fn give_to_dir_owner(file: &File, path: &Path) -> Result<(), PeersError> {
         std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())).map_err(io_err)?;
     }
     Ok(())
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
