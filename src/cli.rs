@@ -183,10 +183,7 @@ pub fn rotate_key(path: &Path, m: &getopts::Matches) -> Result<String, Error> {
     let hint = format!("use 1 to 730 (default {default})");
     let days = opt_value(m, "transition-days", |n| (1..=730).contains(n), &hint)?;
     let days = days.unwrap_or(default);
-    let bits = match m.opt_present("key-bits") {
-        true => Some(key_bits(m)?),
-        false => None,
-    };
+    let bits = m.opt_present("key-bits").then(|| key_bits(m)).transpose()?;
     let now = crate::clock::now_unix();
     let r = crate::static_key::rotate(path, bits, days * 86_400, now, m.opt_present("force"))?;
     Ok(format!(

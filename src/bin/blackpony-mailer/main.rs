@@ -344,11 +344,9 @@ fn config(
     if suites.uses_noise() && identity.is_none() {
         // An RSA-only install (from before handshake v2): deliver with the
         // other suites, and say how to get v2.
+        let (key, noise) = (key_path.display(), blackpony::suite::NOISE);
         log::warn!(
-            "no static key beside {}: {} not used (run blackpony --renew-cert --key {})",
-            key_path.display(),
-            blackpony::suite::NOISE,
-            key_path.display()
+            "no static key beside {key}: {noise} not used (run blackpony --renew-cert --key {key})"
         );
         suites.keyed.retain(|s| *s != SuiteId::Noise);
     }
