@@ -128,11 +128,7 @@ impl KnownPeers {
     /// The pin of host `host` (any case, trailing dot ignored). A missing
     /// file is an empty store.
     pub fn lookup(&self, host: &str) -> Result<Option<PeerRecord>, PeersError> {
-        let host = normalize_host(host)?;
-        Ok(self
-            .list()?
-            .into_iter()
-            .find(|r| r.kind == PinKind::Host && r.name == host))
+        Ok(self.known(host, host)?.host)
     }
 
     /// The pins of destination `domain` and of MX host `host`, from one read.

@@ -197,12 +197,11 @@ where
     );
     let failed = s.failed.is_some();
     drop(s);
-    let level = if cut > 0 {
-        log::Level::Warn
+    if cut > 0 {
+        log::warn!("{summary}");
     } else {
-        log::Level::Info
-    };
-    log::log!(level, "{summary}");
+        log::info!("{summary}");
+    }
     if failed {
         ExitCode::from(exit::OSERR as u8)
     } else {
