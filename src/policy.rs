@@ -321,10 +321,9 @@ pub enum Verdict {
 /// | `require` | yes   | encrypted, other key    | defer                        |
 /// | `require` | yes   | plain                   | defer                        |
 ///
-/// After a message is accepted on an encrypted session the caller records
-/// it with [`crate::peers::KnownPeers::record_delivery`], which pins a new
-/// host or domain and never replaces a pinned key: under `may` a changed
-/// key is warned about at every delivery until an operator runs `--forget`.
+/// Deliveries pin only new hosts and domains
+/// ([`crate::peers::KnownPeers::record_delivery`]): under `may` a changed key
+/// is warned about at every delivery until an operator runs `--forget`.
 pub fn decide(policy: Policy, known: &Known, seen: &Observation) -> Verdict {
     let problem = problem(known, seen).or_else(|| match seen {
         Observation::Plain if policy == Policy::Require => {
