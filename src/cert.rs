@@ -22,9 +22,7 @@
 //! Nothing may follow the signature. With a 2048-bit key n = 294, m = 256 and
 //! the certificate is 626 bytes; with 4096 bits, 1138 (limits::MAX_STATIC_CERT).
 //! The label keeps this signature from ever being taken for any other message
-//! the host key signs (the old suite's transcript signatures start with
-//! "blackpony server/client signature"; the continuity statement has its
-//! own).
+//! the host key signs (the continuity statement has its own).
 //!
 //! A **continuity statement** (`blackpony --rotate-key`) has the same layout
 //! under the label "blackpony continuity v1" 0x00: the 32-byte field is the

@@ -164,9 +164,7 @@ impl HostKey {
         Self::from_private(private)
     }
 
-    /// Write the key as PKCS#8 PEM, mode 0600. Atomic and never overwrites:
-    /// the key goes to a temporary file first and is then hard-linked into place,
-    /// which fails if the target exists.
+    /// [`HostKey::save`] to a new file: refuses, with advice, if `path` exists.
     pub fn save_new(&self, path: &Path) -> Result<(), Error> {
         if path.exists() {
             return Err(Error::Key(format!(

@@ -126,10 +126,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let key_path = cli::key_path(&m);
-    let peers = KnownPeers::new(
-        m.opt_str("known-peers")
-            .unwrap_or_else(|| DEFAULT_KNOWN_PEERS.into()),
-    );
+    let peers = m
+        .opt_str("known-peers")
+        .unwrap_or_else(|| DEFAULT_KNOWN_PEERS.into());
+    let peers = KnownPeers::new(peers);
     if m.opt_present("fingerprint") {
         return match blackpony::keys::HostKey::load(&key_path) {
             Ok(k) => {
@@ -330,16 +330,13 @@ fn config(
         None
     });
     let key = LazyHostKey::new(key_path);
-    if suites.uses_rsa() {
-        // Refuse an unsafe RSA key at start, not mid-delivery. With v2 the
-        // key is read only if a server offers nothing but RSA-BLOWFISH, so
-        // here only its file is checked; without v2 it is read now.
-        match &identity {
-            Some(_) => cli::check_key_file(key_path)?,
-            None => {
-                key.get()?;
-            }
-        }
+    // Refuse an unsafe RSA key at start, not mid-delivery. With v2 the key
+    // is read only if a server offers nothing but RSA-BLOWFISH, so here only
+    // its file is checked; without v2 it is read now.
+    if suites.uses_rsa() && identity.is_some() {
+        cli::check_key_file(key_path)?;
+    } else if suites.uses_rsa() {
+        key.get()?;
     }
     if suites.uses_noise() && identity.is_none() {
         // An RSA-only install (from before handshake v2): deliver with the
