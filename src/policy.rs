@@ -248,11 +248,8 @@ fn parse_key(raw: &str) -> Result<String, String> {
         let Some(inner) = inner.strip_suffix(']') else {
             return bad("missing closing bracket");
         };
-        let literal_ok = !inner.is_empty()
-            && inner
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b":.-_".contains(&b));
-        if !literal_ok || inner.ends_with('.') {
+        let literal_byte = |b: u8| b.is_ascii_alphanumeric() || b":.-_".contains(&b);
+        if inner.is_empty() || !inner.bytes().all(literal_byte) || inner.ends_with('.') {
             return bad("expected a host name or address between the brackets");
         }
         return Ok(key);
@@ -261,13 +258,11 @@ fn parse_key(raw: &str) -> Result<String, String> {
     if name.is_empty() {
         return bad("empty domain (use the default policy for \"everything\")");
     }
-    let labels_ok = name.split('.').all(|label| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    if !labels_ok {
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || b"-_".contains(&b);
+    if !name
+        .split('.')
+        .all(|l| !l.is_empty() && l.bytes().all(name_byte))
+    {
         return bad("expected dot-separated labels of letters, digits, '-' and '_'");
     }
     Ok(key)

@@ -202,13 +202,11 @@ fn serve_v2(
 pub type PinCheck<'a> = dyn FnMut(&str, Option<&str>) -> Result<(), Error> + 'a;
 
 /// Client side: ask `remote` for `suite` (from the list it `offered`), run
-/// the handshake, and send `inner_ehlo` inside the new channel. `inner_ehlo`
-/// must be the outer EHLO line resent byte for byte (PROTOCOL 1.3): v2's
-/// prologue binds it, and the server binds the outer one. Returns the
-/// reply to the inner EHLO and what was switched to. For keyed suites
-/// `pin_check` sees the server's fingerprint (and, v2 XX, that of an old key
-/// whose continuity statement vouches for it) before anything of ours but
-/// the handshake itself leaves: an `Err` from it ends the session there.
+/// the handshake, send `inner_ehlo` inside the new channel and return its
+/// reply. `inner_ehlo` must be the outer EHLO line resent byte for byte
+/// (PROTOCOL 1.3): v2's prologue binds it, and the server binds the outer
+/// one. For keyed suites `pin_check` runs before anything of ours but the
+/// handshake leaves: an `Err` from it ends the session there.
 pub fn request(
     remote: &mut Peer,
     side: &ClientSide,
@@ -361,10 +359,8 @@ fn install(peer: &mut Peer, reader: RecordReader<BoxRead>, writer: RecordWriter<
 fn expect_go_ahead(remote: &mut Peer) -> Result<(), Error> {
     let reply = remote.read_reply()?;
     if reply.code != 220 {
-        return Err(Error::Protocol(format!(
-            "{KEYWORD} refused: {}",
-            reply.summary()
-        )));
+        let why = reply.summary();
+        return Err(Error::Protocol(format!("{KEYWORD} refused: {why}")));
     }
     Ok(())
 }
