@@ -89,10 +89,8 @@ fn session<W: Write, R: Read>(
         let rep = cmd(w, r, &format!("RCPT TO:<{rcpt}>"))?;
         if rep.code / 100 != 2 {
             let o = PipeOutcome::from_reply(&format!("RCPT {rcpt}"), &rep);
-            if worst
-                .as_ref()
-                .is_none_or(|w| o.code == exit::TEMPFAIL && w.code != exit::TEMPFAIL)
-            {
+            let worse = |w: &PipeOutcome| o.code == exit::TEMPFAIL && w.code != exit::TEMPFAIL;
+            if worst.as_ref().is_none_or(worse) {
                 worst = Some(o);
             }
         }

@@ -116,12 +116,11 @@ fn load_secret(path: &Path) -> Result<StaticSecret, Error> {
     Ok(StaticSecret::from(*arr))
 }
 
-/// Load the static key and its certificate for the RSA key at `rsa_key`:
-/// per connection, so it reads `<key>.x25519` and `<key>.cert` only and
-/// does no RSA operation. Fails if either file is unreadable or malformed,
-/// the private key file is open to group or others, or the certificate is
-/// for another static key. Neither the certificate's signature (checked by
-/// [`issue_for`] and by every peer) nor its window is checked here.
+/// Load `<key>.x25519` and `<key>.cert` for the RSA key at `rsa_key`: per
+/// connection, so no RSA operation. Fails if either file is unreadable or
+/// malformed, the private key is open to group or others, or the certificate
+/// is for another static key; its signature ([`issue_for`] and every peer
+/// check it) and its window are not checked here.
 pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
     // [`rotate`] renames the static key, then the certificate: a load
     // between the two renames sees a mismatch. Try again shortly (the
@@ -177,12 +176,10 @@ fn load_continuity(rsa_key: &Path) -> Option<(Vec<u8>, u64)> {
     bytes.map_err(|e| log::error!("{e}; not presented")).ok()
 }
 
-/// Make sure a static key exists and issue it a fresh certificate valid from
-/// `now` (Unix seconds, less a day of clock skew) for 90 days: at
-/// `--generate-key`, on an existing RSA-only install, and at each renewal.
-/// An existing private key file is kept (never overwritten); the certificate
-/// file is replaced atomically, so a concurrent [`load`] sees the old or the
-/// new one, never a mix.
+/// Make sure a static key exists (an existing one is kept) and issue it a
+/// certificate valid for 90 days from `now`, less a day of clock skew: at
+/// `--generate-key`, on an RSA-only install, and at each renewal. The file
+/// is replaced atomically: a concurrent [`load`] sees the old or the new one.
 pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
     let host = HostKey::load(rsa_key)?;
     let (secret_path, cert_path) = paths_for(rsa_key);

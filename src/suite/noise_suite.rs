@@ -95,12 +95,10 @@ impl ClientXx {
         Ok((ClientXx(hs), msg1))
     }
 
-    /// msg2 in: the server's certificate, checked, and the fingerprint of
-    /// the old key that vouches for it if a valid continuity statement
-    /// came with it (one that does not verify is logged and ignored: the
-    /// key then is simply not vouched for). The caller decides on the pin
-    /// before calling [`ClientXxVerified::finish`], so nothing of ours
-    /// leaves before that decision.
+    /// msg2 in: the server's certificate, checked, and the fingerprint of the
+    /// old key that vouches for it by a valid continuity statement (one that
+    /// does not verify is logged and ignored). The caller decides on the pin
+    /// before [`ClientXxVerified::finish`]: nothing of ours leaves before.
     pub fn on_msg2(
         mut self,
         msg2: &[u8],
