@@ -379,10 +379,8 @@ impl Session<'_> {
         reason
     }
 
-    /// A message was accepted: remember the key for the MX host and the
-    /// domain on first contact. A key other than the pinned one (let
-    /// through with a warning under `may`) is never pinned: the old pins
-    /// stay until an operator runs `--forget`.
+    /// A message was accepted: pin its key where it is new
+    /// ([`KnownPeers::record_delivery`], which never replaces a pinned key).
     fn delivered(&mut self) {
         let (Some(fp), Some(suite)) = (&self.summary.peer_fingerprint, self.summary.suite) else {
             return;

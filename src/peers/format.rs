@@ -145,12 +145,10 @@ pub(super) fn read_lines(path: &Path) -> Result<Vec<Line>, PeersError> {
     parse(&data, path)
 }
 
-/// Parses the content of a known-peers file; `path` only names it in
-/// errors. Every pin line must be valid; a host may appear only once (two
-/// pins for one host would make the choice arbitrary), a domain once per
-/// key. Lines of the first format (five fields, no kind) are host pins.
-/// What [`serialize`] writes (always the current format) parses back to the
-/// same pins.
+/// Parses a known-peers file; `path` only names it in errors. Every pin
+/// line must be valid; a host may appear once (two pins would make the
+/// choice arbitrary), a domain once per key. What [`serialize`] writes
+/// parses back to the same pins.
 pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
     let corrupt = |line: usize, reason: String| PeersError::Corrupt {
         path: path.to_path_buf(),

@@ -77,9 +77,7 @@ pub struct Known {
     pub domain: Vec<PeerRecord>,
 }
 
-/// What [`KnownPeers::record_delivery`] did with one pin. It never replaces
-/// a key: a changed key that was delivered to anyway (policy `may`) leaves
-/// the pin as it was until an operator runs `--forget`.
+/// What [`KnownPeers::record_delivery`] did with one pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pinned {
     /// Not known before; now pinned to this key.
@@ -162,11 +160,9 @@ impl KnownPeers {
             .collect())
     }
 
-    /// Pins host `host` to `fingerprint`, or refreshes its `last_seen`. A
-    /// different fingerprint replaces the old one (and restarts
-    /// `first_seen`). The mailer does not use this after a delivery (see
-    /// [`KnownPeers::record_delivery`], which never replaces a key); it is
-    /// the primitive for a deliberate re-pin.
+    /// Pins host `host` to `fingerprint` (replacing another key, with a new
+    /// `first_seen`), or refreshes its `last_seen`: a deliberate re-pin.
+    /// Deliveries use [`KnownPeers::record_delivery`], which never replaces.
     pub fn record(
         &self,
         host: &str,
