@@ -48,11 +48,8 @@ pub const CONTINUITY_LABEL: &[u8; 24] = b"blackpony continuity v1\0";
 pub enum CertError {
     /// Wrong length, label, layout, window order, or an RSA key we do not accept.
     Malformed,
-    /// The signature does not verify under the SPKI in the certificate.
     BadSignature,
-    /// `now` is before not_before.
     NotYetValid,
-    /// `now` is after not_after.
     Expired,
     /// A valid certificate, but for another static key than the one the
     /// handshake authenticated (or than the one on disk beside it).
