@@ -145,15 +145,9 @@ fn main() -> ExitCode {
                 for p in list {
                     // The kind last: the first five columns are those of
                     // earlier versions, which scripts may parse.
-                    println!(
-                        "{} {} {} {} {} {}",
-                        p.name,
-                        p.fingerprint,
-                        p.suite,
-                        p.first_seen,
-                        p.last_seen,
-                        p.kind.as_str()
-                    );
+                    let (name, fp, suite) = (&p.name, &p.fingerprint, &p.suite);
+                    let (first, last, kind) = (&p.first_seen, &p.last_seen, p.kind.as_str());
+                    println!("{name} {fp} {suite} {first} {last} {kind}");
                 }
                 ExitCode::SUCCESS
             }

@@ -285,8 +285,7 @@ where
 fn refuse(stream: TcpStream, max: usize) {
     let peer = stream
         .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "unknown".into());
+        .map_or_else(|_| "unknown".into(), |a| a.to_string());
     log::warn!("refused {peer}: {max} sessions in progress (--max-connections)");
     let _ = stream.set_nonblocking(true);
     // Temporary, so the sender retries later (RFC 3463 4.3.2: system not
