@@ -68,9 +68,7 @@ pub fn common_options(opts: &mut getopts::Options) {
 }
 
 pub fn key_path(m: &getopts::Matches) -> PathBuf {
-    m.opt_str("key")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_PATH))
+    PathBuf::from(m.opt_str("key").as_deref().unwrap_or(DEFAULT_KEY_PATH))
 }
 
 /// Option `--name` as a `T` that `ok` accepts, `None` when absent; a value

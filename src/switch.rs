@@ -177,9 +177,8 @@ fn serve_v2(
     };
     check_injection(client, side.live)?;
     if crate::smtp::command::verb(&ehlo) != crate::smtp::Verb::Ehlo || ehlo.len() > MAX_LINE {
-        return Err(Error::Protocol(
-            "IK first flight is not one EHLO line".into(),
-        ));
+        let why = "IK first flight is not one EHLO line";
+        return Err(Error::Protocol(why.into()));
     }
     let reply = inner_ehlo(&ehlo)?;
     let (msg2, state) = state.answer(&reply.to_bytes())?;
