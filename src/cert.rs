@@ -22,9 +22,7 @@
 //! Nothing may follow the signature. With a 2048-bit key n = 294, m = 256 and
 //! the certificate is 626 bytes; with 4096 bits, 1138 (limits::MAX_STATIC_CERT).
 //! The label keeps this signature from ever being taken for any other message
-//! the host key signs (the old suite's transcript signatures start with
-//! "blackpony server/client signature"; the continuity statement has its
-//! own).
+//! the host key signs (the continuity statement has its own).
 //!
 //! A **continuity statement** (`blackpony --rotate-key`) has the same layout
 //! under the label "blackpony continuity v1" 0x00: the 32-byte field is the
@@ -50,11 +48,8 @@ pub const CONTINUITY_LABEL: &[u8; 24] = b"blackpony continuity v1\0";
 pub enum CertError {
     /// Wrong length, label, layout, window order, or an RSA key we do not accept.
     Malformed,
-    /// The signature does not verify under the SPKI in the certificate.
     BadSignature,
-    /// `now` is before not_before.
     NotYetValid,
-    /// `now` is after not_after.
     Expired,
     /// A valid certificate, but for another static key than the one the
     /// handshake authenticated (or than the one on disk beside it).
@@ -106,22 +101,6 @@ impl VerifiedCert {
     }
 }
 
-fn signed_part(
-    label: &[u8; 24],
-    static_public: &[u8; 32],
-    not_before: u64,
-    not_after: u64,
-    spki: &[u8],
-) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.bytes(label)
-        .bytes(static_public)
-        .bytes(&not_before.to_be_bytes())
-        .bytes(&not_after.to_be_bytes())
-        .vec16(spki);
-    w.buf
-}
-
 /// A certificate for `static_public`, signed by `key`, valid from
 /// `not_before` through `not_after` (Unix seconds). Panics only if the
 /// window is reversed, a caller bug.
@@ -137,13 +116,8 @@ pub fn issue_continuity(
     not_before: u64,
     not_after: u64,
 ) -> Vec<u8> {
-    issue_labelled(
-        CONTINUITY_LABEL,
-        old,
-        &sha256(new_spki),
-        not_before,
-        not_after,
-    )
+    let digest = sha256(new_spki);
+    issue_labelled(CONTINUITY_LABEL, old, &digest, not_before, not_after)
 }
 
 fn issue_labelled(
@@ -154,15 +128,12 @@ fn issue_labelled(
     not_after: u64,
 ) -> Vec<u8> {
     assert!(not_before <= not_after, "certificate window reversed");
-    let mut w = Writer {
-        buf: signed_part(
-            label,
-            static_public,
-            not_before,
-            not_after,
-            key.public_der(),
-        ),
-    };
+    let mut w = Writer::new();
+    w.bytes(label)
+        .bytes(static_public)
+        .bytes(&not_before.to_be_bytes())
+        .bytes(&not_after.to_be_bytes())
+        .vec16(key.public_der());
     let sig = key
         .private()
         .sign_with_rng(
@@ -223,12 +194,10 @@ fn parse_signed_labelled(bytes: &[u8], label: &[u8; 24]) -> Result<VerifiedCert,
     Ok(cert)
 }
 
-/// Parse a host's own certificate as loaded per connection: layout only,
-/// neither signature nor window. The signature was checked when the
-/// certificate was issued (static_key::issue_for) and every peer checks it
-/// again; checking it here too would cost an RSA public-key operation and an
-/// SPKI parse per connection (about 1 M instructions, measured). What an
-/// expired certificate means (renew, log) is the caller's decision.
+/// Parse a host's own certificate as loaded per connection: layout only.
+/// The signature was checked at issue (static_key::issue_for) and every peer
+/// checks it; here it would cost an RSA operation per connection (about 1 M
+/// instructions, measured). The window is the caller's to judge.
 pub fn parse_own(bytes: &[u8]) -> Result<VerifiedCert, CertError> {
     parse_layout(bytes, LABEL).map(|(cert, _, _)| cert)
 }

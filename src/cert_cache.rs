@@ -7,21 +7,16 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64ct::{Base64, Encoding};
 
 use crate::cert::{self, VerifiedCert};
+use crate::keys::beside;
 use crate::limits::MAX_STATIC_CERT;
 
-fn path_for(known_peers: &Path) -> PathBuf {
-    let mut p = known_peers.as_os_str().to_os_string();
-    p.push(".certs");
-    PathBuf::from(p)
-}
-
 fn entries(known_peers: &Path) -> Vec<(String, String)> {
-    let text = fs::read_to_string(path_for(known_peers)).unwrap_or_default();
+    let text = fs::read_to_string(beside(known_peers, ".certs")).unwrap_or_default();
     text.lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(h, c)| (h.to_string(), c.to_string()))
@@ -45,15 +40,11 @@ pub fn store(known_peers: &Path, host: &str, cert_bytes: &[u8]) -> std::io::Resu
     if cert_bytes.len() > MAX_STATIC_CERT || host.contains(char::is_whitespace) {
         return Ok(());
     }
-    let mut lines: Vec<(String, String)> = entries(known_peers)
-        .into_iter()
-        .filter(|(h, _)| h != host)
-        .collect();
+    let mut lines = entries(known_peers);
+    lines.retain(|(h, _)| h != host);
     lines.push((host.to_string(), Base64::encode_string(cert_bytes)));
-    let path = path_for(known_peers);
-    let mut tmp = path.clone().into_os_string();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let path = beside(known_peers, ".certs");
+    let tmp = beside(&path, &format!(".tmp.{}", std::process::id()));
     let mut f = fs::File::create(&tmp)?;
     for (h, c) in &lines {
         writeln!(f, "{h} {c}")?;

@@ -41,7 +41,6 @@ impl Sink for Box<dyn Sink> {
     }
 }
 impl Sink for io::Stdout {}
-impl Sink for io::BufWriter<std::net::TcpStream> {}
 impl Sink for Vec<u8> {}
 impl Sink for io::PipeWriter {}
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::keys::{HostKey, DEFAULT_KEY_PATH};
+use crate::keys::{key_error, HostKey, DEFAULT_KEY_PATH};
 use crate::limits::DEFAULT_RSA_BITS;
 use crate::static_key::StaticIdentity;
 use crate::Error;
@@ -68,33 +68,39 @@ pub fn common_options(opts: &mut getopts::Options) {
 }
 
 pub fn key_path(m: &getopts::Matches) -> PathBuf {
-    m.opt_str("key")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_PATH))
+    PathBuf::from(m.opt_str("key").as_deref().unwrap_or(DEFAULT_KEY_PATH))
+}
+
+/// Option `--name` as a `T` that `ok` accepts, `None` when absent; a value
+/// that does not parse or is refused is a config error that ends in `hint`.
+pub fn opt_value<T: std::str::FromStr>(
+    m: &getopts::Matches,
+    name: &str,
+    ok: impl Fn(&T) -> bool,
+    hint: &str,
+) -> Result<Option<T>, Error> {
+    let Some(s) = m.opt_str(name) else {
+        return Ok(None);
+    };
+    match s.parse::<T>() {
+        Ok(v) if ok(&v) => Ok(Some(v)),
+        _ => Err(Error::Config(format!("--{name} {s}: {hint}"))),
+    }
+}
+
+fn opt_seconds(m: &getopts::Matches, name: &str, max: u64) -> Result<Option<Duration>, Error> {
+    let hint = format!("give a number of seconds from 1 to {max}");
+    let secs = opt_value(m, name, |n| (1..=max).contains(n), &hint)?;
+    Ok(secs.map(Duration::from_secs))
 }
 
 pub fn timeout(m: &getopts::Matches) -> Result<Duration, Error> {
-    match m.opt_str("timeout") {
-        None => Ok(crate::limits::DEFAULT_TIMEOUT),
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
-            _ => Err(Error::Config(format!(
-                "--timeout {s}: give a number of seconds from 1 to 86400"
-            ))),
-        },
-    }
+    Ok(opt_seconds(m, "timeout", 86_400)?.unwrap_or(crate::limits::DEFAULT_TIMEOUT))
 }
 
 pub fn session_timeout(m: &getopts::Matches) -> Result<Duration, Error> {
-    match m.opt_str("session-timeout") {
-        None => Ok(crate::limits::DEFAULT_SESSION_TIMEOUT),
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if (1..=7 * 86_400).contains(&n) => Ok(Duration::from_secs(n)),
-            _ => Err(Error::Config(format!(
-                "--session-timeout {s}: give a number of seconds from 1 to 604800"
-            ))),
-        },
-    }
+    let secs = opt_seconds(m, "session-timeout", 7 * 86_400)?;
+    Ok(secs.unwrap_or(crate::limits::DEFAULT_SESSION_TIMEOUT))
 }
 
 /// `--suites` and `--allow-rot`; `defaults` without `--suites`.
@@ -124,8 +130,7 @@ pub fn load_key_if_present(path: &Path) -> Result<Option<Arc<HostKey>>, Error> {
 /// A missing file is fine here: whoever needs the key says so.
 pub fn check_key_file(path: &Path) -> Result<(), Error> {
     match std::fs::metadata(path) {
-        Ok(meta) => crate::keys::check_private(path, &meta)
-            .map_err(|e| Error::Key(format!("{}: {e}", path.display()))),
+        Ok(meta) => crate::keys::check_private(path, &meta).map_err(|e| key_error(path, e)),
         Err(_) => Ok(()),
     }
 }
@@ -173,21 +178,10 @@ pub fn renew_cert(path: &Path, force: bool) -> Result<String, Error> {
 /// Returns a line for the administrator.
 pub fn rotate_key(path: &Path, m: &getopts::Matches) -> Result<String, Error> {
     let default = crate::limits::ROTATION_TRANSITION.as_secs() / 86_400;
-    let days = match m.opt_str("transition-days") {
-        None => default,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n @ 1..=730) => n,
-            _ => {
-                return Err(Error::Config(format!(
-                    "--transition-days {s}: use 1 to 730 (default {default})"
-                )))
-            }
-        },
-    };
-    let bits = match m.opt_present("key-bits") {
-        true => Some(key_bits(m)?),
-        false => None,
-    };
+    let hint = format!("use 1 to 730 (default {default})");
+    let days = opt_value(m, "transition-days", |n| (1..=730).contains(n), &hint)?;
+    let days = days.unwrap_or(default);
+    let bits = m.opt_present("key-bits").then(|| key_bits(m)).transpose()?;
     let now = crate::clock::now_unix();
     let r = crate::static_key::rotate(path, bits, days * 86_400, now, m.opt_present("force"))?;
     Ok(format!(
@@ -223,15 +217,9 @@ pub fn load_identity(path: &Path) -> Result<Option<StaticIdentity>, Error> {
 
 /// `--key-bits`: the size of a generated key.
 pub fn key_bits(m: &getopts::Matches) -> Result<usize, Error> {
-    match m.opt_str("key-bits") {
-        None => Ok(DEFAULT_RSA_BITS),
-        Some(s) => match s.parse::<usize>() {
-            Ok(n @ (2048 | 3072 | 4096)) => Ok(n),
-            _ => Err(Error::Config(format!(
-                "--key-bits {s}: use 2048, 3072 or 4096"
-            ))),
-        },
-    }
+    let hint = "use 2048, 3072 or 4096";
+    let bits = opt_value(m, "key-bits", |n| [2048, 3072, 4096].contains(n), hint)?;
+    Ok(bits.unwrap_or(DEFAULT_RSA_BITS))
 }
 
 /// `--record FILE|none`: where the session records go.

@@ -14,13 +14,8 @@ pub fn now_unix() -> u64 {
 /// `secs` as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn timestamp(secs: u64) -> String {
     let t = secs % 86_400;
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        date(secs),
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
+    let (h, m, s) = (t / 3600, t / 60 % 60, t % 60);
+    format!("{}T{h:02}:{m:02}:{s:02}Z", date(secs))
 }
 
 /// The current time as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -4,6 +4,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use base64ct::{Base64Unpadded, Encoding};
 use rsa::pkcs8::{
@@ -16,32 +17,31 @@ use crate::crypto::hash::sha256;
 use crate::limits::{MAX_RSA_BITS, MIN_RSA_BITS};
 use crate::Error;
 
+/// An error about the key file at `path`.
+pub(crate) fn key_error(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::Key(format!("{}: {what}", path.display()))
+}
+
 /// Why a private key file was refused.
 #[derive(Debug)]
 pub enum PrivateFileError {
     Open(std::io::Error),
-    /// Group or others may read it.
-    Readable {
-        mode: u32,
-        path: PathBuf,
-    },
-    /// Its directory lets group or others replace it.
-    Directory {
-        mode: u32,
-        dir: PathBuf,
-    },
+    /// Group or others may read it: its mode and path.
+    Readable(u32, PathBuf),
+    /// Its directory lets group or others replace it: the directory's mode and path.
+    Directory(u32, PathBuf),
 }
 
 impl std::fmt::Display for PrivateFileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PrivateFileError::Open(e) => write!(f, "{e}"),
-            PrivateFileError::Readable { mode, path } => write!(
+            PrivateFileError::Readable(mode, path) => write!(
                 f,
                 "readable by group or others (mode {mode:o}); run: chmod 600 {}",
                 path.display()
             ),
-            PrivateFileError::Directory { mode, dir } => write!(
+            PrivateFileError::Directory(mode, dir) => write!(
                 f,
                 "its directory {} is writable by group or others (mode {mode:o}); run: chmod go-w {}",
                 dir.display(),
@@ -66,18 +66,15 @@ pub fn open_private(path: &Path) -> Result<fs::File, PrivateFileError> {
 /// for a key a process may never need to read.
 pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), PrivateFileError> {
     if meta.mode() & 0o077 != 0 {
-        let (mode, path) = (meta.mode() & 0o777, path.to_path_buf());
-        return Err(PrivateFileError::Readable { mode, path });
+        let mode = meta.mode() & 0o777;
+        return Err(PrivateFileError::Readable(mode, path.to_path_buf()));
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     if let Ok(d) = fs::metadata(dir) {
         let writable = d.mode() & 0o022 != 0 && d.mode() & 0o1000 == 0;
         if writable {
-            let (mode, dir) = (d.mode() & 0o7777, dir.to_path_buf());
-            return Err(PrivateFileError::Directory { mode, dir });
+            let mode = d.mode() & 0o7777;
+            return Err(PrivateFileError::Directory(mode, dir.to_path_buf()));
         }
     }
     Ok(())
@@ -87,26 +84,24 @@ pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), PrivateFile
 /// with handshake v2 most processes never do.
 pub struct LazyHostKey {
     path: PathBuf,
-    cell: std::sync::OnceLock<Result<std::sync::Arc<HostKey>, String>>,
+    cell: OnceLock<Result<Arc<HostKey>, String>>,
 }
 
 impl LazyHostKey {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         LazyHostKey {
             path: path.into(),
-            cell: std::sync::OnceLock::new(),
+            cell: OnceLock::new(),
         }
     }
 
-    pub fn get(&self) -> Result<std::sync::Arc<HostKey>, Error> {
-        self.cell
-            .get_or_init(|| {
-                HostKey::load(&self.path)
-                    .map(std::sync::Arc::new)
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(Error::Key)
+    pub fn get(&self) -> Result<Arc<HostKey>, Error> {
+        let load = || {
+            HostKey::load(&self.path)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        };
+        self.cell.get_or_init(load).clone().map_err(Error::Key)
     }
 }
 
@@ -128,25 +123,18 @@ impl HostKey {
                 path.display(),
                 path.display()
             )),
-            e => Error::Key(format!("{}: {e}", path.display())),
+            e => key_error(path, e),
         })?;
         const MAX_KEY_FILE: u64 = 64 * 1024;
         let mut pem = zeroize::Zeroizing::new(String::new());
         file.take(MAX_KEY_FILE + 1)
             .read_to_string(&mut pem)
-            .map_err(|e| Error::Key(format!("{}: {e}", path.display())))?;
+            .map_err(|e| key_error(path, e))?;
         if pem.len() as u64 > MAX_KEY_FILE {
-            return Err(Error::Key(format!(
-                "{} is too large to be a key",
-                path.display()
-            )));
+            return Err(key_error(path, "too large to be a key"));
         }
-        let private = PrivateKey::from_pkcs8_pem(&pem).map_err(|_| {
-            Error::Key(format!(
-                "{} is not a PKCS#8 PEM RSA private key",
-                path.display()
-            ))
-        })?;
+        let private = PrivateKey::from_pkcs8_pem(&pem)
+            .map_err(|_| key_error(path, "not a PKCS#8 PEM RSA private key"))?;
         Self::from_private(private)
     }
 
@@ -176,9 +164,7 @@ impl HostKey {
         Self::from_private(private)
     }
 
-    /// Write the key as PKCS#8 PEM, mode 0600. Atomic and never overwrites:
-    /// the key goes to a temporary file first and is then hard-linked into place,
-    /// which fails if the target exists.
+    /// [`HostKey::save`] to a new file: refuses, with advice, if `path` exists.
     pub fn save_new(&self, path: &Path) -> Result<(), Error> {
         if path.exists() {
             return Err(Error::Key(format!(
@@ -223,9 +209,18 @@ impl HostKey {
     }
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+/// The directory of `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `<path><ext>`: a file that goes with the one at `path`.
+pub fn beside(path: &Path, ext: &str) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
+    name.push(ext);
     PathBuf::from(name)
 }
 
@@ -238,7 +233,7 @@ pub(crate) fn write_via_temp(
     mode: u32,
     place: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    let tmp = temp_path(path);
+    let tmp = beside(path, &format!(".tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -255,7 +250,7 @@ pub(crate) fn write_via_temp(
         place(&tmp, path)
     })();
     let _ = fs::remove_file(&tmp);
-    result.map_err(|e| Error::Key(format!("{}: cannot write: {e}", path.display())))
+    result.map_err(|e| key_error(path, format_args!("cannot write: {e}")))
 }
 
 /// `SHA256:` and the unpadded base64 SHA-256 of the SubjectPublicKeyInfo DER,

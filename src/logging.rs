@@ -72,18 +72,11 @@ pub fn init(tag: &str, file: Option<&Path>) -> Result<(), String> {
                 let pri = syslog_priority(record.level());
                 write!(buf, "<{pri}>{tag_owned}[{pid}]: ")?;
             } else {
-                write!(
-                    buf,
-                    "{} {tag_owned}[{pid}]: ",
-                    crate::clock::utc_timestamp()
-                )?;
+                let now = crate::clock::utc_timestamp();
+                write!(buf, "{now} {tag_owned}[{pid}]: ")?;
             }
-            writeln!(
-                buf,
-                "{}: {}",
-                record.level().as_str().to_ascii_lowercase(),
-                record.args()
-            )
+            let level = record.level().as_str().to_ascii_lowercase();
+            writeln!(buf, "{level}: {}", record.args())
         })
         .target(env_logger::Target::Pipe(target))
         .try_init()
@@ -95,10 +88,9 @@ pub fn init(tag: &str, file: Option<&Path>) -> Result<(), String> {
 }
 
 /// From now on a panic is logged, `line` (if any) is written to stdout, and
-/// the process exits with `code`. The mailer uses it so that a bug defers
-/// the message (75) instead of exiting 101, which sendmail and Postfix's
-/// pipe(8) would take as a permanent failure. Call it after [`init`], which
-/// installs the log-only hook.
+/// the process exits with `code`: the mailer's bug then defers the message
+/// (75), where sendmail and pipe(8) would take 101 as a permanent failure.
+/// Call it after [`init`], which installs the log-only hook.
 pub fn exit_on_panic(line: Option<&'static str>, code: i32) {
     std::panic::set_hook(Box::new(move |info| {
         log::error!("internal error (panic): {info}");

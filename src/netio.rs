@@ -165,8 +165,7 @@ pub fn connect_one(
 /// the line and the session. The thread ends when the source does.
 pub struct DeadlineReader {
     rx: Receiver<io::Result<Vec<u8>>>,
-    pending: Vec<u8>,
-    pos: usize,
+    pending: io::Cursor<Vec<u8>>,
     timeout: Duration,
     deadline: Deadline,
     done: bool,
@@ -192,8 +191,7 @@ impl DeadlineReader {
         });
         DeadlineReader {
             rx,
-            pending: Vec::new(),
-            pos: 0,
+            pending: io::Cursor::default(),
             timeout,
             deadline,
             done: false,
@@ -203,24 +201,20 @@ impl DeadlineReader {
 
 impl Read for DeadlineReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.pending.len() {
+        if self.pending.position() == self.pending.get_ref().len() as u64 {
             if self.done {
                 return Ok(0);
             }
             match self.rx.recv_timeout(self.deadline.wait(self.timeout)?) {
                 Ok(Ok(chunk)) => {
                     self.done = chunk.is_empty();
-                    self.pending = chunk;
-                    self.pos = 0;
+                    self.pending = io::Cursor::new(chunk);
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => return Err(io::ErrorKind::TimedOut.into()),
                 Err(RecvTimeoutError::Disconnected) => return Ok(0),
             }
         }
-        let n = out.len().min(self.pending.len() - self.pos);
-        out[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        self.pending.read(out)
     }
 }

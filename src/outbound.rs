@@ -165,11 +165,8 @@ fn connect(
             // Like Postfix (smtp_skip_5xx_greeting), a host that will not talk to
             // us is skipped for the next; if none will, the message stays queued.
             Ok((peer, greeting)) if greeting.code == 220 => {
-                let mx = Mx {
-                    host: t.mx_host.clone(),
-                    addr: t.addr,
-                };
-                return Ok((peer, mx, greeting));
+                let host = t.mx_host.clone();
+                return Ok((peer, Mx { host, addr: t.addr }, greeting));
             }
             Ok((mut peer, greeting)) => {
                 log::warn!(
@@ -216,11 +213,9 @@ impl Session<'_> {
                     if let Some(reason) = self.ehlo(&line)? {
                         return self.defer_by_policy(&reason);
                     }
+                    continue;
                 }
-                (Phase::ExpectEhlo, Verb::Helo) => {
-                    self.phase = Phase::Greeted;
-                    self.relay(&line)?;
-                }
+                (Phase::ExpectEhlo, Verb::Helo) => self.phase = Phase::Greeted,
                 // The policy is decided before the first MAIL, and before a
                 // STARTTLS, after which we could only pipe bytes we cannot see.
                 (Phase::Greeted | Phase::ExpectEhlo, Verb::Mail | Verb::StartTls) => {
@@ -228,23 +223,17 @@ impl Session<'_> {
                         return self.defer_by_policy(&reason);
                     }
                     self.phase = Phase::Relaying;
-                    if v == Verb::Mail {
-                        self.relay(&line)?;
-                    } else if let Some(done) = self.relay_other(&line)? {
-                        return done;
-                    }
                 }
-                _ => {
-                    if let Some(done) = self.relay_other(&line)? {
-                        return done;
-                    }
-                }
+                _ => {}
+            }
+            if let Some(done) = self.relay(&line)? {
+                return done;
             }
         }
     }
 
-    /// Relay any other command; `Some(result)` when the session is over.
-    fn relay_other(&mut self, line: &[u8]) -> Result<Option<Result<(), Error>>, Error> {
+    /// Relay one command; `Some(result)` when the session is over.
+    fn relay(&mut self, line: &[u8]) -> Result<Option<Result<(), Error>>, Error> {
         let (step, reply) =
             relay::relay_command(line, &mut self.sendmail, &mut self.remote, self.cfg.relay)?;
         // The log line reports what became of the message, not the 221 to QUIT.
@@ -261,7 +250,7 @@ impl Session<'_> {
                 self.remote.finish();
                 Some(Ok(()))
             }
-            Step::Pipe => Some(self.pipe()),
+            Step::Pipe => Some(relay::pipe(self.sendmail.take(), self.remote.take())),
         })
     }
 
@@ -277,17 +266,6 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn relay(&mut self, line: &[u8]) -> Result<(), Error> {
-        let (_, reply) =
-            relay::relay_command(line, &mut self.sendmail, &mut self.remote, self.cfg.relay)?;
-        set_last_reply(&mut self.summary, &reply);
-        Ok(())
-    }
-
-    fn pipe(&mut self) -> Result<(), Error> {
-        relay::pipe(self.sendmail.take(), self.remote.take())
-    }
-
     /// sendmail's first EHLO: send it on; if the remote offers a suite we
     /// allow, negotiate and give sendmail the reply to the EHLO repeated
     /// inside the encrypted channel. `Some(reason)`: the pin check refused
@@ -299,6 +277,7 @@ impl Session<'_> {
         let mut reply = self.remote.read_reply()?;
         let offered = ehlo::offered_suites(&reply);
         let choice = offered.as_deref().and_then(|o| self.cfg.suites.choose(o));
+        let mut encrypted = false;
         if let (Some(offered), Some(suite)) = (&offered, choice) {
             let key = match suite {
                 SuiteId::RsaBlowfish => Some(self.cfg.key.get()?),
@@ -337,9 +316,7 @@ impl Session<'_> {
             self.summary.pin_moved_from = moved;
             if let Some(reason) = refused {
                 self.summary.peer_fingerprint = None;
-                log::error!("{} ({}): deferring: {reason}", self.mx_host, self.dest);
-                set_verdict(&mut self.summary, summary::Verdict::Defer);
-                return Ok(Some(reason));
+                return Ok(Some(self.deferring(reason)));
             }
             let (mut inner, on) = result.map_err(|e| {
                 Error::Policy(format!(
@@ -355,28 +332,20 @@ impl Session<'_> {
             self.summary.suite = on.suite;
             self.summary.peer_fingerprint = on.peer_fingerprint;
             self.server_cert = on.server_cert;
-            if let Some(reason) = self.check_policy()? {
-                return Ok(Some(reason));
-            }
-            self.phase = Phase::Relaying;
-            ehlo::strip_keyword(&mut inner);
             // TLS inside our channel would add nothing and would hide the
             // dialogue from us (no pin after delivery): not offered to sendmail.
             ehlo::strip_capability(&mut inner, "STARTTLS");
-            set_last_reply(&mut self.summary, &inner);
-            self.sendmail.send_reply(&inner)?;
-            return Ok(None);
-        }
-        if let Some(o) = offered {
+            (reply, encrypted) = (inner, true);
+        } else if let Some(o) = offered {
             log::info!(
                 "{}: offers XBLACKPONY {o}, none of which we allow; staying plain",
                 self.mx_host
             );
         }
-        // A peer that offers nothing we use: decided now, before sendmail
-        // says anything more (AUTH, MAIL) to a server that may have stripped
-        // the keyword.
-        if reply.code == 250 {
+        // Decided now, before sendmail says anything more (AUTH, MAIL): also
+        // for a peer that offers nothing we use, which may be a server whose
+        // keyword was stripped.
+        if encrypted || reply.code == 250 {
             if let Some(reason) = self.check_policy()? {
                 return Ok(Some(reason));
             }
@@ -392,28 +361,26 @@ impl Session<'_> {
     fn check_policy(&mut self) -> Result<Option<String>, Error> {
         let fp = self.summary.peer_fingerprint.as_deref().map(|f| (f, None));
         let (verdict, _) = verdict_for(self.cfg, &self.dest, &self.mx_name, self.policy, fp)?;
-        Ok(match verdict {
-            Verdict::Proceed => {
-                set_verdict(&mut self.summary, summary::Verdict::Ok);
-                None
-            }
+        match verdict {
+            Verdict::Proceed => set_verdict(&mut self.summary, summary::Verdict::Ok),
             Verdict::ProceedWithWarning(w) => {
                 log::warn!("{} ({}): {w}", self.mx_host, self.dest);
                 set_verdict(&mut self.summary, summary::Verdict::Warn);
-                None
             }
-            Verdict::Defer(reason) => {
-                log::error!("{} ({}): deferring: {reason}", self.mx_host, self.dest);
-                set_verdict(&mut self.summary, summary::Verdict::Defer);
-                Some(reason)
-            }
-        })
+            Verdict::Defer(reason) => return Ok(Some(self.deferring(reason))),
+        }
+        Ok(None)
     }
 
-    /// A message was accepted: remember the key for the MX host and the
-    /// domain on first contact. A key other than the pinned one (let
-    /// through with a warning under `may`) is never pinned: the old pins
-    /// stay until an operator runs `--forget`.
+    /// The policy defers this delivery for `reason`: logged and summarized.
+    fn deferring(&mut self, reason: String) -> String {
+        log::error!("{} ({}): deferring: {reason}", self.mx_host, self.dest);
+        set_verdict(&mut self.summary, summary::Verdict::Defer);
+        reason
+    }
+
+    /// A message was accepted: pin its key where it is new
+    /// ([`KnownPeers::record_delivery`], which never replaces a pinned key).
     fn delivered(&mut self) {
         let (Some(fp), Some(suite)) = (&self.summary.peer_fingerprint, self.summary.suite) else {
             return;

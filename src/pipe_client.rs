@@ -49,13 +49,10 @@ pub fn run_client(
 ) -> PipeOutcome {
     let mut w = io::BufWriter::new(to_mailer);
     let mut r = LineReader::new(from_mailer);
-    match session(env, message, &mut w, &mut r) {
-        Ok(outcome) => outcome,
-        Err(e) => PipeOutcome {
-            code: exit::TEMPFAIL,
-            text: format!("delivery interrupted: {e}"),
-        },
-    }
+    session(env, message, &mut w, &mut r).unwrap_or_else(|e| PipeOutcome {
+        code: exit::TEMPFAIL,
+        text: format!("delivery interrupted: {e}"),
+    })
 }
 
 fn session<W: Write, R: Read>(
@@ -65,10 +62,8 @@ fn session<W: Write, R: Read>(
     r: &mut LineReader<R>,
 ) -> Result<PipeOutcome, crate::Error> {
     let cmd = |w: &mut W, r: &mut LineReader<R>, line: &str| -> Result<Reply, crate::Error> {
-        w.write_all(line.as_bytes())
-            .and_then(|_| w.write_all(b"\r\n"))
-            .and_then(|_| w.flush())
-            .map_err(crate::Error::io("mailer"))?;
+        let sent = write!(w, "{line}\r\n").and_then(|_| w.flush());
+        sent.map_err(crate::Error::io("mailer"))?;
         read_reply(r, "mailer")
     };
     let greeting = read_reply(r, "mailer")?;
@@ -94,10 +89,8 @@ fn session<W: Write, R: Read>(
         let rep = cmd(w, r, &format!("RCPT TO:<{rcpt}>"))?;
         if rep.code / 100 != 2 {
             let o = PipeOutcome::from_reply(&format!("RCPT {rcpt}"), &rep);
-            if worst
-                .as_ref()
-                .is_none_or(|w| o.code == exit::TEMPFAIL && w.code != exit::TEMPFAIL)
-            {
+            let worse = |w: &PipeOutcome| o.code == exit::TEMPFAIL && w.code != exit::TEMPFAIL;
+            if worst.as_ref().is_none_or(worse) {
                 worst = Some(o);
             }
         }
@@ -135,8 +128,7 @@ fn send_message(message: &mut dyn BufRead, w: &mut dyn Write) -> io::Result<()> 
         if message.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let body = crate::reply::trim_eol(&line);
         if body.first() == Some(&b'.') {
             w.write_all(b".")?;
         }

@@ -59,24 +59,9 @@ impl fmt::Display for Policy {
     }
 }
 
-/// A word that is not `may`, `tofu` or `require`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownPolicy(pub String);
-
-impl fmt::Display for UnknownPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown policy {:?}: expected may, tofu or require",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownPolicy {}
-
 impl FromStr for Policy {
-    type Err = UnknownPolicy;
+    /// Why the word is not `may`, `tofu` or `require`.
+    type Err = String;
 
     /// Case-insensitive, like the rest of the file.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -84,7 +69,9 @@ impl FromStr for Policy {
             "may" => Ok(Policy::May),
             "tofu" => Ok(Policy::Tofu),
             "require" => Ok(Policy::Require),
-            _ => Err(UnknownPolicy(s.to_owned())),
+            _ => Err(format!(
+                "unknown policy {s:?}: expected may, tofu or require"
+            )),
         }
     }
 }
@@ -110,16 +97,11 @@ impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PolicyError::Io(e, path) => write!(f, "policy map {}: {e}", path.display()),
-            PolicyError::Syntax {
-                path: Some(path),
-                line,
-                reason,
-            } => write!(f, "policy map {} line {line}: {reason}", path.display()),
-            PolicyError::Syntax {
-                path: None,
-                line,
-                reason,
-            } => write!(f, "policy map line {line}: {reason}"),
+            PolicyError::Syntax { path, line, reason } => {
+                let path = path.as_ref().map(|p| format!("{} ", p.display()));
+                let path = path.unwrap_or_default();
+                write!(f, "policy map {path}line {line}: {reason}")
+            }
             PolicyError::TooBig { path, size } => write!(
                 f,
                 "policy map {} is {size} bytes, more than the {MAX_FILE_BYTES} allowed",
@@ -149,40 +131,37 @@ pub struct PolicyMap {
 impl PolicyMap {
     /// Reads and parses a policy file. Errors name the file and the line.
     pub fn load(path: &Path) -> Result<PolicyMap, PolicyError> {
-        let io_err = |e| PolicyError::Io(e, path.to_path_buf());
-        let file = File::open(path).map_err(io_err)?;
         let mut data = Vec::new();
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut data)
-            .map_err(io_err)?;
+        File::open(path)
+            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut data))
+            .map_err(|e| PolicyError::Io(e, path.to_path_buf()))?;
         if data.len() as u64 > MAX_FILE_BYTES {
-            let size = file_size(path).unwrap_or(data.len() as u64);
-            return Err(PolicyError::TooBig {
-                path: path.to_path_buf(),
-                size,
-            });
+            let size = std::fs::metadata(path).map_or(data.len() as u64, |m| m.len());
+            let path = path.to_path_buf();
+            return Err(PolicyError::TooBig { path, size });
         }
         let text = String::from_utf8(data).map_err(|e| {
-            let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            syntax(line, "not UTF-8")
-        })?;
-        PolicyMap::parse(&text).map_err(|e| match e {
-            PolicyError::Syntax { line, reason, .. } => PolicyError::Syntax {
-                path: Some(path.to_path_buf()),
-                line,
-                reason,
-            },
-            other => other,
-        })
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            syntax(
+                1 + valid.iter().filter(|&&b| b == b'\n').count(),
+                "not UTF-8",
+            )
+        });
+        text.and_then(|t| PolicyMap::parse(&t))
+            .map_err(|e| match e {
+                PolicyError::Syntax { line, reason, .. } => PolicyError::Syntax {
+                    path: Some(path.to_path_buf()),
+                    line,
+                    reason,
+                },
+                other => other,
+            })
     }
 
     /// Parses the text of a policy file. Errors name the line.
     pub fn parse(text: &str) -> Result<PolicyMap, PolicyError> {
-        let mut entries: Vec<(String, Policy)> = Vec::new();
-        let mut lines_of: Vec<usize> = Vec::new();
+        let mut entries = Vec::new();
+        let mut first_line = std::collections::HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
             let content = line.split_once('#').map_or(line, |(before, _)| before);
@@ -201,18 +180,12 @@ impl PolicyMap {
                 }
             };
             let key = parse_key(key).map_err(|reason| syntax(number, &reason))?;
-            let policy: Policy = policy
-                .parse()
-                .map_err(|e: UnknownPolicy| syntax(number, &e.to_string()))?;
-            if let Some(i) = entries.iter().position(|(k, _)| *k == key) {
-                let first = lines_of[i];
-                return Err(syntax(
-                    number,
-                    &format!("{key} is already listed on line {first}"),
-                ));
+            let policy: Policy = policy.parse().map_err(|e: String| syntax(number, &e))?;
+            if let Some(first) = first_line.insert(key.clone(), number) {
+                let reason = format!("{key} is already listed on line {first}");
+                return Err(syntax(number, &reason));
             }
             entries.push((key, policy));
-            lines_of.push(number);
         }
         Ok(PolicyMap { entries })
     }
@@ -254,10 +227,6 @@ fn syntax(line: usize, reason: &str) -> PolicyError {
     }
 }
 
-fn file_size(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.len())
-}
-
 /// Lowercase, and drop one trailing dot (inside the brackets too).
 fn normalize(domain: &str) -> String {
     let d = domain.to_ascii_lowercase();
@@ -265,10 +234,7 @@ fn normalize(domain: &str) -> String {
         let inner = inner.strip_suffix('.').unwrap_or(inner);
         return format!("[{inner}]");
     }
-    match d.strip_suffix('.') {
-        Some(stripped) => stripped.to_owned(),
-        None => d,
-    }
+    d.strip_suffix('.').map(str::to_owned).unwrap_or(d)
 }
 
 /// Validates and normalizes a destination key: `name`, `.name` or `[host]`,
@@ -282,11 +248,8 @@ fn parse_key(raw: &str) -> Result<String, String> {
         let Some(inner) = inner.strip_suffix(']') else {
             return bad("missing closing bracket");
         };
-        let literal_ok = !inner.is_empty()
-            && inner
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b":.-_".contains(&b));
-        if !literal_ok || inner.ends_with('.') {
+        let literal_byte = |b: u8| b.is_ascii_alphanumeric() || b":.-_".contains(&b);
+        if inner.is_empty() || !inner.bytes().all(literal_byte) || inner.ends_with('.') {
             return bad("expected a host name or address between the brackets");
         }
         return Ok(key);
@@ -295,13 +258,11 @@ fn parse_key(raw: &str) -> Result<String, String> {
     if name.is_empty() {
         return bad("empty domain (use the default policy for \"everything\")");
     }
-    let labels_ok = name.split('.').all(|label| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
-    if !labels_ok {
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || b"-_".contains(&b);
+    if !name
+        .split('.')
+        .all(|l| !l.is_empty() && l.bytes().all(name_byte))
+    {
         return bad("expected dot-separated labels of letters, digits, '-' and '_'");
     }
     Ok(key)
@@ -355,10 +316,9 @@ pub enum Verdict {
 /// | `require` | yes   | encrypted, other key    | defer                        |
 /// | `require` | yes   | plain                   | defer                        |
 ///
-/// After a message is accepted on an encrypted session the caller records
-/// it with [`crate::peers::KnownPeers::record_delivery`], which pins a new
-/// host or domain and never replaces a pinned key: under `may` a changed
-/// key is warned about at every delivery until an operator runs `--forget`.
+/// Deliveries pin only new hosts and domains
+/// ([`crate::peers::KnownPeers::record_delivery`]): under `may` a changed key
+/// is warned about at every delivery until an operator runs `--forget`.
 pub fn decide(policy: Policy, known: &Known, seen: &Observation) -> Verdict {
     let problem = problem(known, seen).or_else(|| match seen {
         Observation::Plain if policy == Policy::Require => {
@@ -373,15 +333,13 @@ pub fn decide(policy: Policy, known: &Known, seen: &Observation) -> Verdict {
     }
 }
 
-/// Whether a continuity statement by the key `signer` (verified: signature,
-/// window, and it names `fingerprint`, the key the peer just proved it
-/// holds) lets the pins move from `signer` to `fingerprint`: the signer must
-/// be what is pinned, for the host or among the domain's keys, and neither
-/// pin may hold anything but the signer or the new key. Then the caller
-/// moves them ([`crate::peers::KnownPeers::move_pin`]) before [`decide`],
-/// under every policy: a rotation the pinned key signed is no key change.
-/// A statement by any other key, or one that does not verify, changes
-/// nothing: the new key stays a key change.
+/// Whether a verified continuity statement by `signer` for `fingerprint`
+/// (the key the peer just proved it holds) lets the pins move to it: the
+/// signer must be pinned, for the host or among the domain's keys, and
+/// neither pin may hold anything but the signer or the new key. The caller
+/// then moves them ([`crate::peers::KnownPeers::move_pin`]) before
+/// [`decide`], under every policy: a rotation the pinned key signed is no
+/// key change; a statement by any other key changes nothing.
 pub fn follows_rotation(known: &Known, fingerprint: &str, signer: &str) -> bool {
     let ours = |fp: &str| fp == signer || fp == fingerprint;
     let host_ok = known.host.as_ref().is_none_or(|p| ours(&p.fingerprint));
@@ -407,11 +365,11 @@ fn problem(known: &Known, seen: &Observation) -> Option<String> {
             (None, None) => None,
         },
         Observation::Encrypted { fingerprint } => {
-            if let Some(pin) = known
+            let changed = known
                 .host
                 .as_ref()
-                .filter(|p| p.fingerprint != *fingerprint)
-            {
+                .filter(|p| p.fingerprint != *fingerprint);
+            if let Some(pin) = changed {
                 return Some(format!(
                     "key changed for peer {}: pinned {} since {}, now {}; if expected, \
                      run blackpony-mailer --forget {}",

@@ -25,12 +25,15 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::cert::{self, CertError, VerifiedCert};
-use crate::keys::HostKey;
+pub use crate::keys::beside;
+use crate::keys::{key_error, HostKey};
 use crate::limits::{MAX_STATIC_CERT, STATIC_CERT_BACKDATE, STATIC_CERT_VALIDITY};
 use crate::Error;
 use base64ct::{Base64, Encoding};
@@ -67,15 +70,9 @@ pub fn paths_for(rsa_key: &Path) -> (PathBuf, PathBuf) {
     (beside(rsa_key, ".x25519"), beside(rsa_key, ".cert"))
 }
 
-/// `<key><ext>`: the files that go with the RSA key at `rsa_key`.
-pub fn beside(rsa_key: &Path, ext: &str) -> PathBuf {
-    let mut name = rsa_key.as_os_str().to_os_string();
-    name.push(ext);
-    PathBuf::from(name)
-}
-
-fn key_error(path: &Path, what: impl std::fmt::Display) -> Error {
-    Error::Key(format!("{}: {what}", path.display()))
+/// A key file's `HEADER SP base64 LF` line.
+fn line_of(header: &str, bytes: &[u8]) -> String {
+    format!("{header} {}\n", Base64::encode_string(bytes))
 }
 
 /// Read a one-line `HEADER SP base64 LF` file of at most `max` bytes.
@@ -119,12 +116,11 @@ fn load_secret(path: &Path) -> Result<StaticSecret, Error> {
     Ok(StaticSecret::from(*arr))
 }
 
-/// Load the static key and its certificate for the RSA key at `rsa_key`:
-/// per connection, so it reads `<key>.x25519` and `<key>.cert` only and
-/// does no RSA operation. Fails if either file is unreadable or malformed,
-/// the private key file is open to group or others, or the certificate is
-/// for another static key. Neither the certificate's signature (checked by
-/// [`issue_for`] and by every peer) nor its window is checked here.
+/// Load `<key>.x25519` and `<key>.cert` for the RSA key at `rsa_key`: per
+/// connection, so no RSA operation. Fails if either file is unreadable or
+/// malformed, the private key is open to group or others, or the certificate
+/// is for another static key; its signature ([`issue_for`] and every peer
+/// check it) and its window are not checked here.
 pub fn load(rsa_key: &Path) -> Result<StaticIdentity, Error> {
     // [`rotate`] renames the static key, then the certificate: a load
     // between the two renames sees a mismatch. Try again shortly (the
@@ -146,11 +142,9 @@ fn load_once(rsa_key: &Path) -> Result<StaticIdentity, Error> {
     let public = PublicKey::from(&secret).to_bytes();
     let verified = cert::parse_own(&cert_bytes)
         .and_then(|c| {
-            if c.static_public == public {
-                Ok(c)
-            } else {
-                Err(CertError::OtherKey)
-            }
+            (c.static_public == public)
+                .then_some(c)
+                .ok_or(CertError::OtherKey)
         })
         .map_err(|e| {
             key_error(
@@ -182,21 +176,16 @@ fn load_continuity(rsa_key: &Path) -> Option<(Vec<u8>, u64)> {
     bytes.map_err(|e| log::error!("{e}; not presented")).ok()
 }
 
-/// Make sure a static key exists and issue it a fresh certificate valid from
-/// `now` (Unix seconds, less a day of clock skew) for 90 days: at
-/// `--generate-key`, on an existing RSA-only install, and at each renewal.
-/// An existing private key file is kept (never overwritten); the certificate
-/// file is replaced atomically, so a concurrent [`load`] sees the old or the
-/// new one, never a mix.
+/// Make sure a static key exists (an existing one is kept) and issue it a
+/// certificate valid for 90 days from `now`, less a day of clock skew: at
+/// `--generate-key`, on an RSA-only install, and at each renewal. The file
+/// is replaced atomically: a concurrent [`load`] sees the old or the new one.
 pub fn issue_for(rsa_key: &Path, now: u64) -> Result<StaticIdentity, Error> {
     let host = HostKey::load(rsa_key)?;
     let (secret_path, cert_path) = paths_for(rsa_key);
     if !secret_path.exists() {
         let secret = StaticSecret::random();
-        let line = Zeroizing::new(format!(
-            "{PRIVATE_HEADER} {}\n",
-            Base64::encode_string(secret.as_bytes())
-        ));
+        let line = Zeroizing::new(line_of(PRIVATE_HEADER, secret.as_bytes()));
         // Hard link fails if the name exists: a key made meanwhile by a
         // concurrent run wins, and is the one loaded below.
         match crate::keys::write_via_temp(&secret_path, line.as_bytes(), 0o600, |t, p| {
@@ -223,13 +212,12 @@ pub struct Rotated {
 /// `--rotate-key`: a new RSA host key of `bits` bits (default: the old
 /// key's size), a continuity statement by the old key over it for
 /// `transition` seconds, a new static key and its certificate. Every file is
-/// replaced by rename, the continuity statement first and the certificate
-/// last, so a running server (LiveIdentity watches the certificate) takes
-/// the new identity whole. The old RSA key is not kept: its one remaining
-/// use was to sign the statement, and kept on disk it would stay a key
-/// that opens every peer still pinned to it. Refuses while a statement of
-/// an earlier rotation is still presented (peers pinned to the key before
-/// it would see an unsigned change), unless `force`.
+/// replaced by rename, the certificate last, so a running server
+/// (LiveIdentity watches it) takes the new identity whole. The old RSA key
+/// is not kept: on disk it would stay a key that opens every peer still
+/// pinned to it. Refuses while an earlier rotation's statement is still
+/// presented (peers pinned to the key before it would see an unsigned
+/// change), unless `force`.
 pub fn rotate(
     rsa_key: &Path,
     bits: Option<usize>,
@@ -252,24 +240,14 @@ pub fn rotate(
     let not_before = now.saturating_sub(STATIC_CERT_BACKDATE.as_secs());
     let not_after = now.saturating_add(transition);
     let statement = cert::issue_continuity(&old, new.public_der(), not_before, not_after);
-    let line = format!(
-        "{CONTINUITY_HEADER} {}\n",
-        Base64::encode_string(&statement)
-    );
-    crate::keys::write_via_temp(
-        &beside(rsa_key, ".continuity"),
-        line.as_bytes(),
-        0o644,
-        |t, p| fs::rename(t, p),
-    )?;
+    let line = line_of(CONTINUITY_HEADER, &statement);
+    let path = beside(rsa_key, ".continuity");
+    crate::keys::write_via_temp(&path, line.as_bytes(), 0o644, |t, p| fs::rename(t, p))?;
     new.save(rsa_key, true)?;
     let secret = StaticSecret::random();
     let (secret_path, cert_path) = paths_for(rsa_key);
     let cert = cert_line(&new, &PublicKey::from(&secret).to_bytes(), now, &cert_path)?;
-    let secret_line = Zeroizing::new(format!(
-        "{PRIVATE_HEADER} {}\n",
-        Base64::encode_string(secret.as_bytes())
-    ));
+    let secret_line = Zeroizing::new(line_of(PRIVATE_HEADER, secret.as_bytes()));
     // Both files written and synced first, then renamed one right after the
     // other: a loader between the renames sees a mismatch for microseconds,
     // and its retry ([`load`]) the new pair.
@@ -295,7 +273,7 @@ fn cert_line(host: &HostKey, public: &[u8; 32], now: u64, path: &Path) -> Result
     let not_after = now.saturating_add(STATIC_CERT_VALIDITY.as_secs());
     let cert = cert::issue(host, public, not_before, not_after);
     cert::parse_signed(&cert).map_err(|e| key_error(path, e))?;
-    Ok(format!("{CERT_HEADER} {}\n", Base64::encode_string(&cert)))
+    Ok(line_of(CERT_HEADER, &cert))
 }
 
 /// The static identity of a long-running server (`--listen`, socket
@@ -304,10 +282,7 @@ fn cert_line(host: &HostKey, public: &[u8; 32], now: u64, path: &Path) -> Result
 /// daily job), so the process needs no restart. One `stat` per connection.
 pub struct LiveIdentity {
     rsa_key: PathBuf,
-    state: std::sync::Mutex<(
-        Option<std::time::SystemTime>,
-        std::sync::Arc<StaticIdentity>,
-    )>,
+    state: Mutex<(Option<SystemTime>, Arc<StaticIdentity>)>,
 }
 
 impl LiveIdentity {
@@ -315,11 +290,11 @@ impl LiveIdentity {
         let stamp = Self::stamp(rsa_key);
         LiveIdentity {
             rsa_key: rsa_key.to_path_buf(),
-            state: std::sync::Mutex::new((stamp, std::sync::Arc::new(first))),
+            state: Mutex::new((stamp, Arc::new(first))),
         }
     }
 
-    fn stamp(rsa_key: &Path) -> Option<std::time::SystemTime> {
+    fn stamp(rsa_key: &Path) -> Option<SystemTime> {
         fs::metadata(paths_for(rsa_key).1)
             .and_then(|m| m.modified())
             .ok()
@@ -327,7 +302,7 @@ impl LiveIdentity {
 
     /// The identity to use for a new connection. A file that does not load
     /// keeps the one in use (and says why in the log).
-    pub fn current(&self) -> std::sync::Arc<StaticIdentity> {
+    pub fn current(&self) -> Arc<StaticIdentity> {
         let now = Self::stamp(&self.rsa_key);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if now.is_some() && now != state.0 {
@@ -339,11 +314,11 @@ impl LiveIdentity {
                         self.rsa_key.display(),
                         crate::clock::timestamp(id.verified.not_after)
                     );
-                    state.1 = std::sync::Arc::new(id);
+                    state.1 = Arc::new(id);
                 }
                 Err(e) => log::error!("{e}; keeping the certificate in use"),
             }
         }
-        std::sync::Arc::clone(&state.1)
+        Arc::clone(&state.1)
     }
 }

@@ -15,7 +15,7 @@ use crate::cert::VerifiedCert;
 use crate::channel::{BoxRead, BoxSink};
 use crate::keys::HostKey;
 use crate::limits::{COPY_BUFFER, MAX_LINE};
-use crate::peer::Peer;
+use crate::peer::{detached, Peer};
 use crate::reply::Reply;
 use crate::smtp::command::arguments;
 use crate::smtp::LineReader;
@@ -86,9 +86,6 @@ pub fn serve(
     inner_ehlo: &mut dyn FnMut(&[u8]) -> Result<Reply, Error>,
 ) -> Result<Option<Switched>, Error> {
     let args = arguments(line);
-    let refuse = |client: &mut Peer, code, text: &str| {
-        client.send_reply(&Reply::new(code, text)).map(|_| None)
-    };
     let Some(first) = args.first() else {
         return refuse(client, 501, "5.5.4 Syntax: XBLACKPONY <suite> [arguments]");
     };
@@ -105,7 +102,7 @@ pub fn serve(
         return serve_v2(client, &args, side, id, inner_ehlo);
     }
     let go_ahead = format!("220 2.0.0 Go ahead with {suite}\r\n");
-    let (Some(key), true) = (side.key, suite.is_keyed()) else {
+    let (Some(key), false) = (side.key, suite.is_rot()) else {
         if args.len() != 1 {
             return refuse(client, 501, "5.5.4 ROTn takes no arguments");
         }
@@ -151,9 +148,6 @@ fn serve_v2(
     id: &StaticIdentity,
     inner_ehlo: &mut dyn FnMut(&[u8]) -> Result<Reply, Error>,
 ) -> Result<Option<Switched>, Error> {
-    let refuse = |client: &mut Peer, code, text: &str| {
-        client.send_reply(&Reply::new(code, text)).map(|_| None)
-    };
     let msg1 = args.get(2).filter(|_| args.len() == 3);
     let msg1 = msg1.and_then(|a| Base64::decode_vec(a).ok());
     let (Some(pattern), Some(msg1)) = (args.get(1), msg1) else {
@@ -171,10 +165,8 @@ fn serve_v2(
         let keys = state.on_msg3(&read_body(&mut src, NOISE_MESSAGE)?)?;
         let w = sealed_writer(client, keys.sealer);
         install(client, RecordReader::new(src, keys.opener), w);
-        return Ok(Some(Switched::to(
-            SuiteId::Noise,
-            Some(keys.peer_fingerprint),
-        )));
+        let fingerprint = keys.peer_fingerprint;
+        return Ok(Some(Switched::to(SuiteId::Noise, Some(fingerprint))));
     }
     if !pattern.eq_ignore_ascii_case("IK") {
         return refuse(client, 501, V2_SYNTAX);
@@ -185,9 +177,8 @@ fn serve_v2(
     };
     check_injection(client, side.live)?;
     if crate::smtp::command::verb(&ehlo) != crate::smtp::Verb::Ehlo || ehlo.len() > MAX_LINE {
-        return Err(Error::Protocol(
-            "IK first flight is not one EHLO line".into(),
-        ));
+        let why = "IK first flight is not one EHLO line";
+        return Err(Error::Protocol(why.into()));
     }
     let reply = inner_ehlo(&ehlo)?;
     let (msg2, state) = state.answer(&reply.to_bytes())?;
@@ -210,13 +201,11 @@ fn serve_v2(
 pub type PinCheck<'a> = dyn FnMut(&str, Option<&str>) -> Result<(), Error> + 'a;
 
 /// Client side: ask `remote` for `suite` (from the list it `offered`), run
-/// the handshake, and send `inner_ehlo` inside the new channel. `inner_ehlo`
-/// must be the outer EHLO line resent byte for byte (PROTOCOL 1.3): v2's
-/// prologue binds it, and the server binds the outer one. Returns the
-/// reply to the inner EHLO and what was switched to. For keyed suites
-/// `pin_check` sees the server's fingerprint (and, v2 XX, that of an old key
-/// whose continuity statement vouches for it) before anything of ours but
-/// the handshake itself leaves: an `Err` from it ends the session there.
+/// the handshake, send `inner_ehlo` inside the new channel and return its
+/// reply. `inner_ehlo` must be the outer EHLO line resent byte for byte
+/// (PROTOCOL 1.3): v2's prologue binds it, and the server binds the outer
+/// one. For keyed suites `pin_check` runs before anything of ours but the
+/// handshake leaves: an `Err` from it ends the session there.
 pub fn request(
     remote: &mut Peer,
     side: &ClientSide,
@@ -273,10 +262,8 @@ pub fn request(
     let finished = message::read(&mut src, SERVER_FINISHED).map_err(|_| Error::Crypto)?;
     awaiting.on_server_finished(&finished)?;
     install(remote, RecordReader::new(src, opener), w);
-    Ok((
-        remote.read_reply()?,
-        Switched::to(suite, Some(peer_fingerprint)),
-    ))
+    let on = Switched::to(suite, Some(peer_fingerprint));
+    Ok((remote.read_reply()?, on))
 }
 
 /// v2 first contact: XX. Two round trips after the outer EHLO.
@@ -340,6 +327,11 @@ fn request_ik(
     Ok(Some((inner, on)))
 }
 
+/// A switch command we cannot honour: its 5xx (or 4xx), and the session stays plain.
+fn refuse(client: &mut Peer, code: u16, text: &str) -> Result<Option<Switched>, Error> {
+    client.send_reply(&Reply::new(code, text)).map(|_| None)
+}
+
 /// The refusal of a malformed v2 command.
 const V2_SYNTAX: &str = "5.5.4 Syntax: XBLACKPONY <suite> XX|IK <base64 message>";
 
@@ -366,10 +358,8 @@ fn install(peer: &mut Peer, reader: RecordReader<BoxRead>, writer: RecordWriter<
 fn expect_go_ahead(remote: &mut Peer) -> Result<(), Error> {
     let reply = remote.read_reply()?;
     if reply.code != 220 {
-        return Err(Error::Protocol(format!(
-            "{KEYWORD} refused: {}",
-            reply.summary()
-        )));
+        let why = reply.summary();
+        return Err(Error::Protocol(format!("{KEYWORD} refused: {why}")));
     }
     Ok(())
 }
@@ -405,13 +395,7 @@ fn install_rot(peer: &mut Peer, suite: SuiteId) -> Result<(), Error> {
 /// costs two reads (header, body). The bytes the line reader had buffered
 /// come first.
 fn buffered_rest(peer: &mut Peer) -> BoxRead {
-    let (raw, rest) = std::mem::replace(
-        &mut peer.reader,
-        LineReader::new(Box::new(std::io::empty())),
-    )
-    .into_parts();
-    Box::new(BufReader::with_capacity(
-        COPY_BUFFER,
-        Cursor::new(rest).chain(raw),
-    ))
+    let (raw, rest) = std::mem::replace(&mut peer.reader, detached().0).into_parts();
+    let rest_first = Cursor::new(rest).chain(raw);
+    Box::new(BufReader::with_capacity(COPY_BUFFER, rest_first))
 }

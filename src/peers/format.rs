@@ -28,15 +28,12 @@ pub(super) const HEADER: &str =
 pub(super) const OLD_HEADER: &str =
     "# blackpony known peers: host fingerprint suite first-seen last-seen";
 
-/// What a pin is attached to.
+/// What a pin is attached to (the module comment of `peers` says how each is used).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PinKind {
-    /// An MX host (or the literal `[address]` connected to): one key, the
-    /// one it showed when first seen encrypted.
+    /// An MX host, or the literal `[address]` connected to: one key.
     Host,
-    /// A destination domain as sendmail names it: one line per key seen for
-    /// it. Any line means "this domain was seen encrypted", and every MX of
-    /// it must then show one of its keys.
+    /// A destination domain as sendmail names it: one line per key.
     Domain,
 }
 
@@ -128,12 +125,13 @@ pub(super) fn read_lines(path: &Path) -> Result<Vec<Line>, PeersError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(e)),
     };
+    let too_big = |size| PeersError::TooBig {
+        path: path.to_path_buf(),
+        size,
+    };
     let size = file.metadata().map_err(io_err)?.len();
     if size > MAX_FILE_BYTES {
-        return Err(PeersError::TooBig {
-            path: path.to_path_buf(),
-            size,
-        });
+        return Err(too_big(size));
     }
     // `take` bounds the read even if the size check was fooled (a special
     // file, or a file replaced by another program that does not lock).
@@ -142,20 +140,15 @@ pub(super) fn read_lines(path: &Path) -> Result<Vec<Line>, PeersError> {
         .read_to_end(&mut data)
         .map_err(io_err)?;
     if data.len() as u64 > MAX_FILE_BYTES {
-        return Err(PeersError::TooBig {
-            path: path.to_path_buf(),
-            size: data.len() as u64,
-        });
+        return Err(too_big(data.len() as u64));
     }
     parse(&data, path)
 }
 
-/// Parses the content of a known-peers file; `path` only names it in
-/// errors. Every pin line must be valid; a host may appear only once (two
-/// pins for one host would make the choice arbitrary), a domain once per
-/// key. Lines of the first format (five fields, no kind) are host pins.
-/// What [`serialize`] writes (always the current format) parses back to the
-/// same pins.
+/// Parses a known-peers file; `path` only names it in errors. Every pin
+/// line must be valid; a host may appear once (two pins would make the
+/// choice arbitrary), a domain once per key. What [`serialize`] writes
+/// parses back to the same pins.
 pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
     let corrupt = |line: usize, reason: String| PeersError::Corrupt {
         path: path.to_path_buf(),
@@ -168,17 +161,14 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
     // A final newline ends the last line rather than starting an empty one.
     let data = data.strip_suffix(b"\n").unwrap_or(data);
     let mut lines = Vec::new();
-    let mut seen: std::collections::HashMap<(PinKind, String, String), usize> =
-        std::collections::HashMap::new();
+    let mut seen = std::collections::HashMap::new();
     for (index, raw) in data.split(|&b| b == b'\n').enumerate() {
         let number = index + 1;
         // Tolerate a file saved by a CRLF editor.
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.len() > MAX_LINE_BYTES {
-            return Err(corrupt(
-                number,
-                format!("line longer than {MAX_LINE_BYTES} bytes"),
-            ));
+            let reason = format!("line longer than {MAX_LINE_BYTES} bytes");
+            return Err(corrupt(number, reason));
         }
         let text = std::str::from_utf8(raw).map_err(|_| corrupt(number, "not UTF-8".to_owned()))?;
         let trimmed = text.trim();
@@ -194,14 +184,9 @@ pub fn parse(data: &[u8], path: &Path) -> Result<Vec<Line>, PeersError> {
         };
         let id = (record.kind, record.name.clone(), key_part);
         if let Some(first) = seen.insert(id, number) {
-            return Err(corrupt(
-                number,
-                format!(
-                    "{} {} is already pinned on line {first}",
-                    record.kind.as_str(),
-                    record.name
-                ),
-            ));
+            let (kind, name) = (record.kind.as_str(), &record.name);
+            let reason = format!("{kind} {name} is already pinned on line {first}");
+            return Err(corrupt(number, reason));
         }
         lines.push(Line::Peer(record));
     }
@@ -218,11 +203,10 @@ fn parse_record(text: &str) -> Result<PeerRecord, String> {
         ["host", name, ref rest @ ..] if rest.len() == 4 => (PinKind::Host, name, rest),
         ["domain", name, ref rest @ ..] if rest.len() == 4 => (PinKind::Domain, name, rest),
         _ => {
+            let n = fields.len();
             return Err(format!(
-                "expected host|domain name fingerprint suite first-seen last-seen, \
-                 found {} fields",
-                fields.len()
-            ))
+                "expected host|domain name fingerprint suite first-seen last-seen, found {n} fields"
+            ));
         }
     };
     let [fingerprint, suite, first_seen, last_seen] = rest[..] else {
@@ -294,17 +278,13 @@ pub(super) fn normalize_host(host: &str) -> Result<String, PeersError> {
 /// A token is 1 to [`MAX_TOKEN`] printable ASCII bytes: no space, no control
 /// character, so it can never split or end a line.
 pub(super) fn check_token(what: &'static str, value: &str) -> Result<(), PeersError> {
-    let ok = !value.is_empty()
-        && value.len() <= MAX_TOKEN
-        && value.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(PeersError::Invalid {
+    if value.is_empty() || value.len() > MAX_TOKEN || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(PeersError::Invalid {
             what,
             value: value.to_owned(),
-        })
+        });
     }
+    Ok(())
 }
 
 /// `YYYY-MM-DD` with a plausible month and day (no calendar check: the
@@ -319,8 +299,4 @@ fn valid_date(s: &str) -> bool {
     let month = (b[5] - b'0') * 10 + (b[6] - b'0');
     let day = (b[8] - b'0') * 10 + (b[9] - b'0');
     (1..=12).contains(&month) && (1..=31).contains(&day)
-}
-
-pub(super) fn today() -> String {
-    crate::clock::today()
 }

@@ -1,7 +1,5 @@
-//! The known-peers store of the outbound mailer: trust on first use, like
-//! ssh's `known_hosts`, kept per MX host and per destination domain.
-//!
-//! One human-readable line per pin:
+//! The outbound mailer's known-peers store: trust on first use, like ssh's
+//! `known_hosts`, per MX host and per destination domain. One line per pin:
 //!
 //! ```text
 //! # blackpony known peers: host|domain name fingerprint suite first-seen last-seen
@@ -9,45 +7,35 @@
 //! domain example.org SHA256:3q2+7w... RSA-BLOWFISH 2026-11-28 2026-11-28
 //! ```
 //!
-//! * A `host` line pins the one key an MX host (or `[address]`) showed when
-//!   first seen encrypted. A `domain` line records a key seen for a
-//!   destination domain (sendmail's `$h`): a domain has one line per key,
-//!   and any line means the domain was seen encrypted, so every MX of it
-//!   must show one of those keys. That is what stops an attacker who blocks
-//!   the pinned MX: the next MX is held to the domain's keys.
-//! * `name` is lowercased, without a trailing dot (`[1.2.3.4]` stays as is).
-//! * `fingerprint` and `suite` are opaque tokens: printable ASCII, no spaces.
-//! * `first-seen` is the UTC day this fingerprint was first seen,
-//!   `last-seen` the last day it was used.
-//! * `#` lines and blank lines are comments; they are kept when the file is
-//!   rewritten, so an administrator can annotate pins.
-//! * A file of the first format (`host fingerprint suite first-seen
-//!   last-seen`, host pins only) is read as is; the first update rewrites it
-//!   in the current format, atomically like any update.
+//! A `host` line pins the one key an MX host (or `[address]`) first showed
+//! encrypted. A destination domain (sendmail's `$h`) has a `domain` line per
+//! key seen for it; any such line means it was seen encrypted, so every MX
+//! of it must show one of those keys: an attacker who blocks the pinned MX
+//! gains nothing at the next one. Names are lowercased without a trailing
+//! dot (`[1.2.3.4]` stays as is); fingerprint and suite are opaque printable
+//! tokens; the dates are the UTC days the key was first seen and last used.
+//! `#` and blank lines are kept on rewrite, so an administrator can annotate
+//! pins. A file of the first format (host pins only, no kind column) is read
+//! as is and rewritten in the current one by the first update.
 //!
 //! Many mailer processes run at once and any of them can die at any moment,
-//! so every update follows one protocol:
+//! so every update:
 //!
-//! 1. take an exclusive `flock` on `<path>.lock` (created 0600, never
-//!    deleted: deleting it would let two processes lock two different files);
-//! 2. re-read the file under the lock, so no concurrent update is lost;
-//! 3. write the new content to `<path>.tmp.<pid>` (0600), fsync it;
-//! 4. rename it over `<path>`, fsync the directory;
-//! 5. unlock (by closing the lock file).
+//! 1. takes an exclusive `flock` on `<path>.lock` (0600, never deleted:
+//!    deleting it would let two processes lock two different files);
+//! 2. re-reads the file under the lock, so no concurrent update is lost;
+//! 3. writes `<path>.tmp.<pid>` (0600) and fsyncs it;
+//! 4. renames it over `<path>` and fsyncs the directory;
+//! 5. unlocks (by closing the lock file).
 //!
-//! Readers take a shared lock. The file is therefore always entirely the old
-//! or entirely the new version, whatever happens. A temp file left by a
-//! killed writer is removed by the next writer: every writer creates its temp
-//! file only while holding the exclusive lock, so under the lock any temp
-//! file is a leftover.
+//! Readers take a shared lock, so the file is always wholly the old or the
+//! new version. Temp files are created only under the exclusive lock, so
+//! one found under it is a killed writer's leftover, and is removed.
 //!
 //! A malformed line is an error naming the line, never skipped: dropping a
-//! pin would silently downgrade that peer to "unknown".
-//!
-//! Unix only (file modes, `flock` semantics, directory fsync).
-//!
-//! This file holds the store and its update protocol; `format` holds the
-//! text of the file ([`parse`], [`serialize`]) and the errors.
+//! pin would silently downgrade that peer to "unknown". Unix only (file
+//! modes, `flock`, directory fsync). `format` holds the text of the file
+//! ([`parse`], [`serialize`]) and the errors.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -56,7 +44,9 @@ use std::path::{Path, PathBuf};
 
 mod format;
 
-use format::{check_token, normalize_host, read_lines, today, HEADER};
+use crate::clock::today;
+use crate::keys::{beside, parent_dir};
+use format::{check_token, normalize_host, read_lines, HEADER};
 pub use format::{
     parse, serialize, Line, PeerRecord, PeersError, PinKind, MAX_FILE_BYTES, MAX_LINE_BYTES,
     MAX_TOKEN,
@@ -87,9 +77,7 @@ pub struct Known {
     pub domain: Vec<PeerRecord>,
 }
 
-/// What [`KnownPeers::record_delivery`] did with one pin. It never replaces
-/// a key: a changed key that was delivered to anyway (policy `may`) leaves
-/// the pin as it was until an operator runs `--forget`.
+/// What [`KnownPeers::record_delivery`] did with one pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pinned {
     /// Not known before; now pinned to this key.
@@ -104,7 +92,7 @@ pub enum Pinned {
 }
 
 /// What [`KnownPeers::forget`] removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Forgotten {
     /// Whether there was a host pin of that name.
     pub host: bool,
@@ -138,11 +126,7 @@ impl KnownPeers {
     /// The pin of host `host` (any case, trailing dot ignored). A missing
     /// file is an empty store.
     pub fn lookup(&self, host: &str) -> Result<Option<PeerRecord>, PeersError> {
-        let host = normalize_host(host)?;
-        Ok(self
-            .list()?
-            .into_iter()
-            .find(|r| r.kind == PinKind::Host && r.name == host))
+        Ok(self.known(host, host)?.host)
     }
 
     /// The pins of destination `domain` and of MX host `host`, from one read.
@@ -167,9 +151,8 @@ impl KnownPeers {
             // No directory to hold the lock file: there is no store either.
             return Ok(Vec::new());
         };
-        let lines = read_lines(&self.path)?;
+        let lines = read_lines(&self.path)?.into_iter();
         Ok(lines
-            .into_iter()
             .filter_map(|l| match l {
                 Line::Peer(r) => Some(r),
                 Line::Other(_) => None,
@@ -177,11 +160,9 @@ impl KnownPeers {
             .collect())
     }
 
-    /// Pins host `host` to `fingerprint`, or refreshes its `last_seen`. A
-    /// different fingerprint replaces the old one (and restarts
-    /// `first_seen`). The mailer does not use this after a delivery (see
-    /// [`KnownPeers::record_delivery`], which never replaces a key); it is
-    /// the primitive for a deliberate re-pin.
+    /// Pins host `host` to `fingerprint` (replacing another key, with a new
+    /// `first_seen`), or refreshes its `last_seen`: a deliberate re-pin.
+    /// Deliveries use [`KnownPeers::record_delivery`], which never replaces.
     pub fn record(
         &self,
         host: &str,
@@ -199,29 +180,16 @@ impl KnownPeers {
             });
             match existing {
                 None => {
-                    lines.push(Line::Peer(PeerRecord {
-                        kind: PinKind::Host,
-                        name: host.clone(),
-                        fingerprint: fingerprint.to_owned(),
-                        suite: suite.to_owned(),
-                        first_seen: today.clone(),
-                        last_seen: today.clone(),
-                    }));
+                    lines.push(new_pin(PinKind::Host, &host, fingerprint, suite, &today));
                     (RecordOutcome::New, true)
                 }
                 Some(r) if r.fingerprint == fingerprint => {
-                    // Most deliveries land here; skip the rewrite (and its
-                    // two fsyncs) when nothing would change.
-                    let dirty = r.suite != suite || r.last_seen != today;
-                    r.suite = suite.to_owned();
-                    r.last_seen = today.clone();
-                    (RecordOutcome::Unchanged, dirty)
+                    (RecordOutcome::Unchanged, refresh(r, suite, &today))
                 }
                 Some(r) => {
                     let old = std::mem::replace(&mut r.fingerprint, fingerprint.to_owned());
-                    r.suite = suite.to_owned();
+                    refresh(r, suite, &today);
                     r.first_seen = today.clone();
-                    r.last_seen = today.clone();
                     (RecordOutcome::KeyChanged { old }, true)
                 }
             }
@@ -250,21 +218,17 @@ impl KnownPeers {
             // Which lines hold this key for (kind, name), and whether the
             // name has other keys.
             let state = |lines: &[Line], kind: PinKind, name: &str| {
-                let mut same = None;
-                let mut others = false;
-                for (i, l) in lines.iter().enumerate() {
-                    match l {
-                        Line::Peer(r) if r.kind == kind && r.name == name => {
-                            if r.fingerprint == fingerprint {
-                                same = Some(i);
-                            } else {
-                                others = true;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                (same, others)
+                let pins = || {
+                    lines.iter().enumerate().filter_map(|(i, l)| match l {
+                        Line::Peer(r) if r.kind == kind && r.name == name => Some((i, r)),
+                        _ => None,
+                    })
+                };
+                let same = pins().find(|(_, r)| r.fingerprint == fingerprint);
+                (
+                    same.map(|(i, _)| i),
+                    pins().any(|(_, r)| r.fingerprint != fingerprint),
+                )
             };
             let both = [
                 (PinKind::Domain, domain.as_str()),
@@ -281,23 +245,14 @@ impl KnownPeers {
             let outcome = both.map(|(kind, name, (same, others))| match same {
                 Some(i) => {
                     if let Line::Peer(r) = &mut lines[i] {
-                        dirty |= r.suite != suite || r.last_seen != today;
-                        r.suite = suite.to_owned();
-                        r.last_seen = today.clone();
+                        dirty |= refresh(r, suite, &today);
                     }
                     Pinned::Unchanged
                 }
                 None if others => Pinned::Kept,
                 None if conflict => Pinned::Untrusted,
                 None => {
-                    lines.push(Line::Peer(PeerRecord {
-                        kind,
-                        name: name.to_owned(),
-                        fingerprint: fingerprint.to_owned(),
-                        suite: suite.to_owned(),
-                        first_seen: today.clone(),
-                        last_seen: today.clone(),
-                    }));
+                    lines.push(new_pin(kind, name, fingerprint, suite, &today));
                     dirty = true;
                     Pinned::New
                 }
@@ -354,10 +309,7 @@ impl KnownPeers {
     pub fn forget(&self, name: &str) -> Result<Forgotten, PeersError> {
         let name = normalize_host(name)?;
         self.update(|lines| {
-            let mut gone = Forgotten {
-                host: false,
-                domain_keys: 0,
-            };
+            let mut gone = Forgotten::default();
             lines.retain(|l| match l {
                 Line::Peer(r) if r.name == name => {
                     match r.kind {
@@ -402,7 +354,7 @@ impl KnownPeers {
     // crate's rust-version (1.85 when this was written) must be raised.
     #[allow(clippy::incompatible_msrv)]
     fn lock(&self, exclusive: bool) -> Result<Option<File>, PeersError> {
-        let path = suffixed(&self.path, ".lock");
+        let path = beside(&self.path, ".lock");
         let file = match OpenOptions::new()
             .read(true)
             .write(true)
@@ -428,7 +380,7 @@ impl KnownPeers {
     /// `<path>.tmp.<pid>`: unique among processes, and the exclusive lock
     /// makes it unique among the threads of one process.
     fn temp_path(&self) -> PathBuf {
-        suffixed(&self.path, &format!(".tmp.{}", std::process::id()))
+        beside(&self.path, &format!(".tmp.{}", std::process::id()))
     }
 
     /// Removes `<name>.tmp.<digits>` files. Only called under the exclusive
@@ -450,11 +402,7 @@ impl KnownPeers {
             if is_temp {
                 let path = entry.path();
                 log::warn!("removing {} left by an interrupted update", path.display());
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(PeersError::Io(e, path)),
-                }
+                remove_if_present(&path)?;
             }
         }
         Ok(())
@@ -479,15 +427,41 @@ impl KnownPeers {
     }
 }
 
+/// A pin first seen `today`.
+fn new_pin(kind: PinKind, name: &str, fingerprint: &str, suite: &str, today: &str) -> Line {
+    Line::Peer(PeerRecord {
+        kind,
+        name: name.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        suite: suite.to_owned(),
+        first_seen: today.to_owned(),
+        last_seen: today.to_owned(),
+    })
+}
+
+/// Marks `r` used today with `suite`. Most deliveries only do this, so it
+/// says whether anything changed: if not, the rewrite (and its two fsyncs)
+/// is skipped.
+fn refresh(r: &mut PeerRecord, suite: &str, today: &str) -> bool {
+    let changed = r.suite != suite || r.last_seen != today;
+    r.suite = suite.to_owned();
+    r.last_seen = today.to_owned();
+    changed
+}
+
+/// Removes `path`; one that is already gone is no error.
+fn remove_if_present(path: &Path) -> Result<(), PeersError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(PeersError::Io(e, path.to_path_buf())),
+        _ => Ok(()),
+    }
+}
+
 /// Creates `tmp` with mode 0600 (never reusing an existing file, whose mode
 /// could be wider), writes `content` and fsyncs it.
 fn write_temp(tmp: &Path, content: &[u8]) -> Result<(), PeersError> {
     let io_err = |e| PeersError::Io(e, tmp.to_path_buf());
-    match fs::remove_file(tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
+    remove_if_present(tmp)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -512,18 +486,4 @@ fn give_to_dir_owner(file: &File, path: &Path) -> Result<(), PeersError> {
         std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())).map_err(io_err)?;
     }
     Ok(())
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// `path` with `suffix` appended to its last component.
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }

@@ -19,40 +19,33 @@ pub enum Verb {
     Other,
 }
 
+/// The first word of a command line.
+fn first_word(line: &[u8]) -> &[u8] {
+    let mut words = line.split(|&b| b == b' ' || b == b'\r' || b == b'\n');
+    words.next().unwrap_or(&[])
+}
+
 /// The verb of a command line (with or without its CRLF).
 pub fn verb(line: &[u8]) -> Verb {
-    let word = line
-        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
-        .next()
-        .unwrap_or(&[]);
-    let is = |w: &str| word.eq_ignore_ascii_case(w.as_bytes());
-    if is("EHLO") {
-        Verb::Ehlo
-    } else if is("HELO") {
-        Verb::Helo
-    } else if word.len() == 4 && is("MAIL") {
-        Verb::Mail
-    } else if is("RCPT") {
-        Verb::Rcpt
-    } else if is("DATA") {
-        Verb::Data
-    } else if is("BDAT") {
-        Verb::Bdat
-    } else if is("RSET") {
-        Verb::Rset
-    } else if is("NOOP") {
-        Verb::Noop
-    } else if is("QUIT") {
-        Verb::Quit
-    } else if is("STARTTLS") {
-        Verb::StartTls
-    } else if is(crate::KEYWORD) {
-        Verb::XBlackpony
-    } else if is("XCLIENT") || is("XFORWARD") {
-        Verb::ProxyOnly
-    } else {
-        Verb::Other
-    }
+    let word = first_word(line);
+    [
+        ("EHLO", Verb::Ehlo),
+        ("HELO", Verb::Helo),
+        ("MAIL", Verb::Mail),
+        ("RCPT", Verb::Rcpt),
+        ("DATA", Verb::Data),
+        ("BDAT", Verb::Bdat),
+        ("RSET", Verb::Rset),
+        ("NOOP", Verb::Noop),
+        ("QUIT", Verb::Quit),
+        ("STARTTLS", Verb::StartTls),
+        (crate::KEYWORD, Verb::XBlackpony),
+        ("XCLIENT", Verb::ProxyOnly),
+        ("XFORWARD", Verb::ProxyOnly),
+    ]
+    .into_iter()
+    .find(|(w, _)| word.eq_ignore_ascii_case(w.as_bytes()))
+    .map_or(Verb::Other, |(_, v)| v)
 }
 
 /// The name of a command after which the client must wait for the reply
@@ -60,9 +53,7 @@ pub fn verb(line: &[u8]) -> Verb {
 /// NOOP end a group; RFC 3207: STARTTLS; HELO like EHLO). DATA, BDAT and
 /// QUIT are the relay's own cases.
 pub fn ends_group(line: &[u8]) -> Option<&'static str> {
-    let word = line
-        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
-        .next()?;
+    let word = first_word(line);
     ["EHLO", "HELO", "NOOP", "VRFY", "EXPN", "TURN", "STARTTLS"]
         .into_iter()
         .find(|w| word.eq_ignore_ascii_case(w.as_bytes()))

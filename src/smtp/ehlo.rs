@@ -34,15 +34,10 @@ pub fn offered_suites(reply: &Reply) -> Option<String> {
         return None;
     }
     // The first line is the greeting domain, not a keyword.
-    reply.texts().skip(1).find_map(|text| {
-        keyword_of(text)
-            .eq_ignore_ascii_case(KEYWORD.as_bytes())
-            .then(|| {
-                String::from_utf8_lossy(&text[KEYWORD.len()..])
-                    .trim()
-                    .to_string()
-            })
-    })
+    let is_ours = |text: &&[u8]| keyword_of(text).eq_ignore_ascii_case(KEYWORD.as_bytes());
+    let text = reply.texts().skip(1).find(is_ours)?;
+    let suites = String::from_utf8_lossy(&text[KEYWORD.len()..]);
+    Some(suites.trim().to_string())
 }
 
 /// Remove every XBLACKPONY line (sendmail must not see the keyword) and keep

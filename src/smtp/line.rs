@@ -174,16 +174,12 @@ impl<R: Read> LineReader<R> {
                     (DataState::MiddleCr, b'\n') => DataState::LineStart,
                     (_, _) => DataState::Middle,
                 };
-                if forbid_bare {
-                    let bare_lf =
-                        b == b'\n' && !matches!(prev, DataState::MiddleCr | DataState::DotCr);
-                    let bare_cr =
-                        b != b'\n' && matches!(prev, DataState::MiddleCr | DataState::DotCr);
-                    if bare_lf || bare_cr {
-                        out.write_all(&chunk[..i - 1]).map_err(Error::io("write"))?;
-                        self.start += i - 1;
-                        return Err(Error::BareNewline);
-                    }
+                // Bare: an LF not after a CR, or a CR not followed by an LF.
+                let after_cr = matches!(prev, DataState::MiddleCr | DataState::DotCr);
+                if forbid_bare && (b == b'\n') != after_cr {
+                    out.write_all(&chunk[..i - 1]).map_err(Error::io("write"))?;
+                    self.start += i - 1;
+                    return Err(Error::BareNewline);
                 }
             }
             let n = done.unwrap_or(chunk.len());

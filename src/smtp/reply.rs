@@ -30,32 +30,25 @@ pub fn parse_line(line: &[u8]) -> Option<(u16, bool)> {
 pub fn read_reply<R: Read>(r: &mut LineReader<R>, what: &'static str) -> Result<Reply, Error> {
     let mut lines = Vec::new();
     let mut code = None;
+    let bad = |why: String| Error::Protocol(format!("{what}: {why}"));
     loop {
         // An overlong reply is the server's fault, not the client's: a protocol
         // error (421), never the 500 an overlong command gets.
         let line = r.read_line(MAX_LINE, what).map_err(|e| match e {
-            Error::LineTooLong => {
-                Error::Protocol(format!("{what}: reply line longer than {MAX_LINE} bytes"))
-            }
+            Error::LineTooLong => bad(format!("reply line longer than {MAX_LINE} bytes")),
             e => e,
         })?;
-        let (c, more) = parse_line(&line).ok_or_else(|| {
-            Error::Protocol(format!(
-                "{what}: malformed reply line {:?}",
-                String::from_utf8_lossy(&line)
-            ))
-        })?;
+        let malformed = || format!("malformed reply line {:?}", String::from_utf8_lossy(&line));
+        let (c, more) = parse_line(&line).ok_or_else(|| bad(malformed()))?;
         if *code.get_or_insert(c) != c {
-            return Err(Error::Protocol(format!(
-                "{what}: reply codes differ within one reply"
-            )));
+            return Err(bad("reply codes differ within one reply".into()));
         }
         lines.push(line);
         if !more {
             return Ok(Reply { code: c, lines });
         }
         if lines.len() >= MAX_REPLY_LINES {
-            return Err(Error::Protocol(format!("{what}: reply has too many lines")));
+            return Err(bad("reply has too many lines".into()));
         }
     }
 }

@@ -7,6 +7,7 @@ use super::message::{self, SERVER_FINISHED};
 use super::SuiteId;
 use crate::crypto::hash::{Transcript, HASH_LEN};
 use crate::crypto::mac::MAC_LEN;
+use crate::crypto::Secret;
 use crate::wire::record::{Opener, ProtectionFactory, Sealer};
 use crate::wire::schedule::{Role, Schedule};
 use crate::Error;
@@ -33,6 +34,14 @@ pub fn keys_for(
         opener: Opener::new(factory, schedule.traffic(role.peer())),
         peer_fingerprint,
     }
+}
+
+/// The schedule's input keying material: two 32-byte secrets, in order.
+pub fn ikm(first: &[u8], second: &[u8]) -> Secret<64> {
+    let mut k = Secret::<64>::zero();
+    k.expose_mut()[..32].copy_from_slice(first);
+    k.expose_mut()[32..].copy_from_slice(second);
+    k
 }
 
 /// The transcript's first items: the protocol, the suite list the server

@@ -9,7 +9,6 @@ pub const SERVER_HELLO: u8 = 1;
 pub const CLIENT_KEY: u8 = 2;
 pub const SERVER_FINISHED: u8 = 3;
 
-/// Frame a message body.
 pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     assert!(body.len() <= MAX_HANDSHAKE_MESSAGE);
     let mut m = Vec::with_capacity(3 + body.len());

@@ -34,25 +34,15 @@ impl SuiteId {
         if upper == NOISE {
             return Some(SuiteId::Noise);
         }
+        // Digits only, no leading zero: one spelling per suite.
         let n = upper.strip_prefix("ROT")?;
-        if n.is_empty()
-            || n.len() > 2
-            || !n.bytes().all(|b| b.is_ascii_digit())
-            || n.starts_with('0')
-        {
-            return None;
-        }
-        let n: u8 = n.parse().ok()?;
+        let canonical = !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit());
+        let n: u8 = n.parse().ok().filter(|_| canonical)?;
         (1..=25).contains(&n).then_some(SuiteId::Rot(n))
     }
 
     pub fn is_rot(&self) -> bool {
         matches!(self, SuiteId::Rot(_))
-    }
-
-    /// Suites whose handshake uses the host key (all but ROTn).
-    pub fn is_keyed(&self) -> bool {
-        !self.is_rot()
     }
 }
 
@@ -103,10 +93,7 @@ impl SuitePolicy {
     /// From `--suites LIST` (comma or space separated names, most preferred
     /// first). ROTn in the list is the same as --allow-rot.
     pub fn from_list(list: &str, allow_rot: bool) -> Result<Self, String> {
-        let mut p = SuitePolicy {
-            keyed: Vec::new(),
-            allow_rot,
-        };
+        let mut p = SuitePolicy::new(&[], allow_rot);
         for name in list.split([',', ' ']).filter(|n| !n.is_empty()) {
             match SuiteId::parse(name) {
                 Some(SuiteId::Rot(_)) => p.allow_rot = true,
@@ -129,16 +116,14 @@ impl SuitePolicy {
     /// suite only when the key it needs is loaded (`have_rsa` the RSA host
     /// key, `have_static` the static key and certificate of handshake v2).
     pub fn server_offer(&self, have_rsa: bool, have_static: bool) -> String {
+        let have_key = |s: &&SuiteId| match s {
+            SuiteId::Noise => have_static,
+            _ => have_rsa,
+        };
         let mut names: Vec<String> = self
             .keyed
             .iter()
-            .filter(|s| {
-                if **s == SuiteId::Noise {
-                    have_static
-                } else {
-                    have_rsa
-                }
-            })
+            .filter(have_key)
             .map(|s| s.to_string())
             .collect();
         if self.allow_rot {

@@ -20,7 +20,7 @@
 
 use x25519_dalek::StaticSecret;
 
-use super::common::{keys_for, Keys};
+use super::common::{ikm, keys_for, Keys};
 use crate::cert::{self, VerifiedCert};
 use crate::noise::{HandshakeState, Pattern};
 use crate::static_key::StaticIdentity;
@@ -63,25 +63,22 @@ fn fail<E>(_: E) -> Error {
 /// The record keys of a finished handshake, through the existing schedule.
 fn keys(hs: HandshakeState, role: Role, peer_fingerprint: String) -> Result<Keys, Error> {
     let split = hs.split().map_err(fail)?;
-    let mut ikm = crate::crypto::Secret::<64>::zero();
-    ikm.expose_mut()[..32].copy_from_slice(split.initiator_to_responder.expose());
-    ikm.expose_mut()[32..].copy_from_slice(split.responder_to_initiator.expose());
+    let ikm = ikm(
+        split.initiator_to_responder.expose(),
+        split.responder_to_initiator.expose(),
+    );
     let schedule = Schedule::new(b"", b"", ikm.expose(), split.handshake_hash);
     Ok(keys_for(role, &schedule, protection, peer_fingerprint))
 }
 
 /// A peer's certificate, checked against the static key the handshake
-/// authenticated and against the clock.
+/// authenticated (and the clock).
 fn check_peer(hs: &HandshakeState, cert_bytes: &[u8]) -> Result<VerifiedCert, Error> {
-    let rs = hs.remote_static().ok_or(Error::Crypto)?;
-    cert::verify_for(cert_bytes, crate::clock::now_unix(), &rs).map_err(|e| {
-        log::warn!("peer certificate refused: {e}");
-        Error::Crypto
-    })
+    check_identity(&hs.remote_static().ok_or(Error::Crypto)?, cert_bytes)
 }
 
-fn secret(id: &StaticIdentity) -> StaticSecret {
-    id.secret.clone()
+fn secret(id: &StaticIdentity) -> Option<StaticSecret> {
+    Some(id.secret.clone())
 }
 
 // ---------------------------------------------------------------- client
@@ -92,18 +89,16 @@ pub struct ClientXx(HandshakeState);
 impl ClientXx {
     /// Start XX; returns msg1 (the command's argument).
     pub fn start(id: &StaticIdentity, prologue: &[u8]) -> Result<(Self, Vec<u8>), Error> {
-        let mut hs = HandshakeState::new(Pattern::XX, true, prologue, Some(secret(id)), None)
-            .map_err(fail)?;
+        let mut hs =
+            HandshakeState::new(Pattern::XX, true, prologue, secret(id), None).map_err(fail)?;
         let msg1 = hs.write_message(&[WANT_CONTINUITY]).map_err(fail)?;
         Ok((ClientXx(hs), msg1))
     }
 
-    /// msg2 in: the server's certificate, checked, and the fingerprint of
-    /// the old key that vouches for it if a valid continuity statement
-    /// came with it (one that does not verify is logged and ignored: the
-    /// key then is simply not vouched for). The caller decides on the pin
-    /// before calling [`ClientXxVerified::finish`], so nothing of ours
-    /// leaves before that decision.
+    /// msg2 in: the server's certificate, checked, and the fingerprint of the
+    /// old key that vouches for it by a valid continuity statement (one that
+    /// does not verify is logged and ignored). The caller decides on the pin
+    /// before [`ClientXxVerified::finish`]: nothing of ours leaves before.
     pub fn on_msg2(
         mut self,
         msg2: &[u8],
@@ -163,7 +158,7 @@ impl ClientIk {
     ) -> Result<(Self, Vec<u8>), Error> {
         let rs = Some(server.static_public);
         let mut hs =
-            HandshakeState::new(Pattern::IK, true, prologue, Some(secret(id)), rs).map_err(fail)?;
+            HandshakeState::new(Pattern::IK, true, prologue, secret(id), rs).map_err(fail)?;
         let msg1 = hs.write_message(inner_ehlo).map_err(fail)?;
         let peer = server.clone();
         Ok((ClientIk { hs, peer }, msg1))
@@ -187,8 +182,7 @@ impl ServerXx {
     /// statement during a transition if the client asks) out. `None` if msg1 is not
     /// a well-formed first message (a 501 while still plain).
     pub fn start(id: &StaticIdentity, prologue: &[u8], msg1: &[u8]) -> Option<(Self, Vec<u8>)> {
-        let mut hs =
-            HandshakeState::new(Pattern::XX, false, prologue, Some(secret(id)), None).ok()?;
+        let mut hs = HandshakeState::new(Pattern::XX, false, prologue, secret(id), None).ok()?;
         let flags = hs.read_message(msg1).ok()?;
         let mut payload = id.cert_bytes.clone();
         if flags.first().is_some_and(|f| f & WANT_CONTINUITY != 0) {
@@ -215,8 +209,7 @@ impl ServerIk {
     /// decrypt: a malformed message, or one for a static key we no longer
     /// have (the client's cache is stale; it starts over with XX).
     pub fn start(id: &StaticIdentity, prologue: &[u8], msg1: &[u8]) -> Option<(Self, Vec<u8>)> {
-        let mut hs =
-            HandshakeState::new(Pattern::IK, false, prologue, Some(secret(id)), None).ok()?;
+        let mut hs = HandshakeState::new(Pattern::IK, false, prologue, secret(id), None).ok()?;
         let ehlo = hs.read_message(msg1).ok()?;
         Some((ServerIk(hs), ehlo))
     }
@@ -226,13 +219,8 @@ impl ServerIk {
     pub fn answer(mut self, reply: &[u8]) -> Result<(Vec<u8>, ServerIkAwaitIdentity), Error> {
         let msg2 = self.0.write_message(reply).map_err(fail)?;
         let client_static = self.0.remote_static().ok_or(Error::Crypto)?;
-        Ok((
-            msg2,
-            ServerIkAwaitIdentity {
-                hs: self.0,
-                client_static,
-            },
-        ))
+        let hs = self.0;
+        Ok((msg2, ServerIkAwaitIdentity { hs, client_static }))
     }
 }
 
@@ -246,18 +234,16 @@ impl ServerIkAwaitIdentity {
     /// The record keys; the client's certificate, read from the records
     /// these keys open, goes to [`check_identity`] before anything else.
     pub fn keys(self) -> Result<(Keys, [u8; 32]), Error> {
-        Ok((
-            keys(self.hs, Role::Server, String::new())?,
-            self.client_static,
-        ))
+        let keys = keys(self.hs, Role::Server, String::new())?;
+        Ok((keys, self.client_static))
     }
 }
 
-/// The client's certificate from its first record (IK): it must certify the
-/// static key the handshake authenticated.
-pub fn check_identity(client_static: &[u8; 32], cert_bytes: &[u8]) -> Result<VerifiedCert, Error> {
-    cert::verify_for(cert_bytes, crate::clock::now_unix(), client_static).map_err(|e| {
-        log::warn!("client certificate refused: {e}");
+/// A peer's certificate (the client's comes in its first record under IK):
+/// it must certify the static key the handshake authenticated.
+pub fn check_identity(peer_static: &[u8; 32], cert_bytes: &[u8]) -> Result<VerifiedCert, Error> {
+    cert::verify_for(cert_bytes, crate::clock::now_unix(), peer_static).map_err(|e| {
+        log::warn!("peer certificate refused: {e}");
         Error::Crypto
     })
 }

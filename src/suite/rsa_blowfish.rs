@@ -16,9 +16,9 @@
 use base64ct::{Base64, Encoding};
 use rsa::PublicKey;
 
-use super::common::{keys_for, start_transcript};
+use super::common::{ikm, keys_for, start_transcript};
 pub use super::common::{ClientAwaitFinished, Keys, NONCE_LEN};
-use super::message::{self, CLIENT_KEY, SERVER_HELLO};
+use super::message::{self, CLIENT_KEY, SERVER_FINISHED, SERVER_HELLO};
 use super::SuiteId;
 use crate::crypto::hash::Transcript;
 use crate::crypto::mac::MAC_LEN;
@@ -33,13 +33,6 @@ use crate::Error;
 
 pub const VERSION: u8 = 1;
 const SUITE: SuiteId = SuiteId::RsaBlowfish;
-
-fn ikm(secret_c: &Secret<SECRET_LEN>, secret_s: &Secret<SECRET_LEN>) -> Secret<64> {
-    let mut k = Secret::<64>::zero();
-    k.expose_mut()[..32].copy_from_slice(secret_c.expose());
-    k.expose_mut()[32..].copy_from_slice(secret_s.expose());
-    k
-}
 
 // ---------------------------------------------------------------- client
 
@@ -94,12 +87,8 @@ impl<'k> ClientStart<'k> {
         self.transcript.add(msg);
         self.transcript.add(&wrapped_c);
         let th1 = self.transcript.current();
-        let schedule = Schedule::new(
-            &self.nonce_c,
-            nonce_s,
-            ikm(&secret_c, &secret_s).expose(),
-            th1,
-        );
+        let ikm = ikm(secret_c.expose(), secret_s.expose());
+        let schedule = Schedule::new(&self.nonce_c, nonce_s, ikm.expose(), th1);
         let finished_c = schedule.finished(Role::Client, &th1);
         self.transcript.add(&finished_c);
         let th2 = self.transcript.current();
@@ -107,11 +96,8 @@ impl<'k> ClientStart<'k> {
         let mut w = Writer::new();
         w.vec16(&wrapped_c).bytes(&finished_c);
         let keys = keys_for(Role::Client, &schedule, protection, fingerprint(spki_s));
-        Ok((
-            message::frame(CLIENT_KEY, &w.buf),
-            keys,
-            ClientAwaitFinished { schedule, th2 },
-        ))
+        let awaiting = ClientAwaitFinished { schedule, th2 };
+        Ok((message::frame(CLIENT_KEY, &w.buf), keys, awaiting))
     }
 }
 
@@ -156,18 +142,15 @@ impl<'k> ServerAwaitKey<'k> {
         let mut transcript = start_transcript(offered, SUITE);
         transcript.add(hello);
         transcript.add(&msg);
-        let spki_c = spki_c.to_vec();
-        Some((
-            msg,
-            ServerAwaitKey {
-                key,
-                nonce_c,
-                nonce_s,
-                spki_c,
-                secret_s,
-                transcript,
-            },
-        ))
+        let state = ServerAwaitKey {
+            key,
+            nonce_c,
+            nonce_s,
+            spki_c: spki_c.to_vec(),
+            secret_s,
+            transcript,
+        };
+        Some((msg, state))
     }
 
     /// Process the framed ClientKey; on success returns the framed
@@ -182,12 +165,8 @@ impl<'k> ServerAwaitKey<'k> {
 
         self.transcript.add(wrapped_c);
         let th1 = self.transcript.current();
-        let schedule = Schedule::new(
-            &self.nonce_c,
-            &self.nonce_s,
-            ikm(&secret_c, &self.secret_s).expose(),
-            th1,
-        );
+        let ikm = ikm(secret_c.expose(), self.secret_s.expose());
+        let schedule = Schedule::new(&self.nonce_c, &self.nonce_s, ikm.expose(), th1);
         if !schedule.verify_finished(Role::Client, &th1, finished_c) {
             return Err(Error::Crypto);
         }
@@ -200,9 +179,6 @@ impl<'k> ServerAwaitKey<'k> {
             protection,
             fingerprint(&self.spki_c),
         );
-        Ok((
-            message::frame(super::message::SERVER_FINISHED, &finished_s),
-            keys,
-        ))
+        Ok((message::frame(SERVER_FINISHED, &finished_s), keys))
     }
 }

@@ -18,7 +18,7 @@ use blackpony::peers::KnownPeers;
 use blackpony::policy::{Policy, PolicyMap};
 use blackpony::relay::RelayOptions;
 use blackpony::session_record;
-use blackpony::suite::CLIENT_DEFAULT;
+use blackpony::suite::{SuiteId, CLIENT_DEFAULT};
 use blackpony::summary::Outcome;
 use blackpony::{logging, netio, Error};
 
@@ -126,10 +126,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let key_path = cli::key_path(&m);
-    let peers = KnownPeers::new(
-        m.opt_str("known-peers")
-            .unwrap_or_else(|| DEFAULT_KNOWN_PEERS.into()),
-    );
+    let peers = m
+        .opt_str("known-peers")
+        .unwrap_or_else(|| DEFAULT_KNOWN_PEERS.into());
+    let peers = KnownPeers::new(peers);
     if m.opt_present("fingerprint") {
         return match blackpony::keys::HostKey::load(&key_path) {
             Ok(k) => {
@@ -145,15 +145,9 @@ fn main() -> ExitCode {
                 for p in list {
                     // The kind last: the first five columns are those of
                     // earlier versions, which scripts may parse.
-                    println!(
-                        "{} {} {} {} {} {}",
-                        p.name,
-                        p.fingerprint,
-                        p.suite,
-                        p.first_seen,
-                        p.last_seen,
-                        p.kind.as_str()
-                    );
+                    let (name, fp, suite) = (&p.name, &p.fingerprint, &p.suite);
+                    let (first, last, kind) = (&p.first_seen, &p.last_seen, p.kind.as_str());
+                    println!("{name} {fp} {suite} {first} {last} {kind}");
                 }
                 ExitCode::SUCCESS
             }
@@ -195,17 +189,14 @@ fn main() -> ExitCode {
     let dest = match m.free.as_slice() {
         [h] => h.clone(),
         _ => {
-            let e = Error::Config("give exactly one HOST (sendmail's $h)".into());
-            log::error!("{e}");
-            return greet_error(&e);
+            return greet_error(&Error::Config(
+                "give exactly one HOST (sendmail's $h)".into(),
+            ))
         }
     };
     let cfg = match config(&m, &key_path, peers) {
         Ok(c) => c,
-        Err(e) => {
-            log::error!("{e}");
-            return greet_error(&e);
-        }
+        Err(e) => return greet_error(&e),
     };
     let deadline = netio::Deadline::new(cfg.timeout);
     let reader = netio::DeadlineReader::spawn(std::io::stdin(), cfg.timeout, deadline.clone());
@@ -311,39 +302,21 @@ fn config(
 ) -> Result<OutboundConfig, Error> {
     let timeout = cli::timeout(m)?;
     let session_timeout = cli::session_timeout(m)?;
-    let port = match m.opt_str("port") {
-        None => 25,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p > 0)
-            .ok_or_else(|| Error::Config(format!("--port {p}: not a port number")))?,
-    };
-    let default_policy = match m.opt_str("policy") {
-        None => Policy::Tofu,
-        Some(p) => p
-            .parse::<Policy>()
-            .map_err(|_| Error::Config(format!("--policy {p}: use may, tofu or require")))?,
-    };
+    let port = cli::opt_value(m, "port", |&p: &u16| p > 0, "not a port number")?;
+    let policy = cli::opt_value(m, "policy", |_| true, "use may, tofu or require")?;
     let policy_map = match m.opt_str("policy-file") {
         None => PolicyMap::default(),
         Some(f) => PolicyMap::load(std::path::Path::new(&f))
             .map_err(|e| Error::Config(format!("{f}: {e}")))?,
     };
-    let resolver = match m.opt_str("dns") {
-        Some(a) => {
-            let sa = a.parse().map_err(|_| {
-                Error::Config(format!("--dns {a}: use ADDR:PORT, e.g. 127.0.0.1:53"))
-            })?;
-            Resolver::with_servers(vec![sa], std::time::Duration::from_secs(5))
-        }
-        None => Resolver::from_resolv_conf(
-            std::path::Path::new("/etc/resolv.conf"),
-            std::time::Duration::from_secs(5),
-        )
-        .map_err(|e| Error::Config(format!("/etc/resolv.conf: {e}")))?,
+    let dns = cli::opt_value(m, "dns", |_| true, "use ADDR:PORT, e.g. 127.0.0.1:53")?;
+    let wait = std::time::Duration::from_secs(5);
+    let resolver = match dns {
+        Some(server) => Resolver::with_servers(vec![server], wait),
+        None => Resolver::from_resolv_conf(std::path::Path::new("/etc/resolv.conf"), wait)
+            .map_err(|e| Error::Config(format!("/etc/resolv.conf: {e}")))?,
     };
-    let suites = cli::suites(m, &CLIENT_DEFAULT)?;
+    let mut suites = cli::suites(m, &CLIENT_DEFAULT)?;
     // v2 is optional for a client: an unreadable static key is an error in
     // the log, and delivery goes on with the other suites.
     let identity = cli::load_identity(key_path).unwrap_or_else(|e| {
@@ -351,37 +324,29 @@ fn config(
         None
     });
     let key = LazyHostKey::new(key_path);
-    if suites.uses_rsa() {
-        // Refuse an unsafe RSA key at start, not mid-delivery. With v2 the
-        // key is read only if a server offers nothing but RSA-BLOWFISH, so
-        // here only its file is checked; without v2 it is read now.
-        match &identity {
-            Some(_) => cli::check_key_file(key_path)?,
-            None => {
-                key.get()?;
-            }
-        }
+    // Refuse an unsafe RSA key at start, not mid-delivery. With v2 the key
+    // is read only if a server offers nothing but RSA-BLOWFISH, so here only
+    // its file is checked; without v2 it is read now.
+    if suites.uses_rsa() && identity.is_some() {
+        cli::check_key_file(key_path)?;
+    } else if suites.uses_rsa() {
+        key.get()?;
     }
-    let mut suites = suites;
     if suites.uses_noise() && identity.is_none() {
         // An RSA-only install (from before handshake v2): deliver with the
         // other suites, and say how to get v2.
+        let (key, noise) = (key_path.display(), blackpony::suite::NOISE);
         log::warn!(
-            "no static key beside {}: {} not used (run blackpony --renew-cert --key {})",
-            key_path.display(),
-            blackpony::suite::NOISE,
-            key_path.display()
+            "no static key beside {key}: {noise} not used (run blackpony --renew-cert --key {key})"
         );
-        suites
-            .keyed
-            .retain(|s| *s != blackpony::suite::SuiteId::Noise);
+        suites.keyed.retain(|s| *s != SuiteId::Noise);
     }
     Ok(OutboundConfig {
-        port,
+        port: port.unwrap_or(25),
         key,
         identity: identity.map(std::sync::Arc::new),
         known_peers,
-        default_policy,
+        default_policy: policy.unwrap_or(Policy::Tofu),
         policy_map,
         resolver,
         suites,
@@ -392,8 +357,9 @@ fn config(
 }
 
 /// A setup failure: sendmail is waiting for a greeting, so give it a 4xx
-/// greeting (the message stays queued) and leave. The log has the reason.
+/// greeting (the message stays queued), log why, and leave.
 fn greet_error(e: &Error) -> ExitCode {
+    log::error!("{e}");
     let mut out = std::io::stdout();
     let _ = out.write_all(&e.smtp_reply().to_bytes());
     let _ = out.flush();

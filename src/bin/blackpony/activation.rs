@@ -10,10 +10,6 @@ use std::net::TcpListener;
 /// ListenStream= line); each gets an accept thread, so the count is bounded.
 const MAX_LISTEN_FDS: usize = 64;
 
-/// The variables of the protocol. They are removed once read, so nothing we
-/// start later could take them for its own (sd_listen_fds(unset_environment=1)).
-const VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
-
 /// The listening sockets systemd passed to this process, or `None` when we
 /// were not socket-activated (inetd, a terminal, or --listen). LISTEN_PID must
 /// be our pid: the variables may have been meant for a parent and inherited.
@@ -64,8 +60,10 @@ pub fn take_listeners() -> Result<Option<Vec<TcpListener>>, String> {
     Ok(Some(listeners))
 }
 
+/// Removes the protocol's variables once read, so nothing we start later
+/// could take them for its own (sd_listen_fds(unset_environment=1)).
 fn unset() {
-    for v in VARS {
+    for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(v);
     }
 }

@@ -13,8 +13,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use blackpony::cli;
 use blackpony::error::exit;
 use blackpony::smtp::reply::Reply;
 use blackpony::Error;
@@ -36,12 +37,6 @@ pub const DEFAULT_SHUTDOWN_GRACE: u64 = 60;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How long the stop waits for the connection that wakes a blocked accept.
 const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The reply to a connection over --max-connections: temporary, so the
-/// sender retries later (RFC 3463 4.3.2: system not accepting messages).
-fn too_many() -> Reply {
-    Reply::new(421, "4.3.2 Too many connections, try again later")
-}
 
 /// The limits of the threaded modes.
 #[derive(Clone, Copy, Debug)]
@@ -72,31 +67,14 @@ pub fn add_options(o: &mut getopts::Options) {
 }
 
 pub fn limits(m: &getopts::Matches) -> Result<Limits, Error> {
-    let max_connections = match m.opt_str("max-connections") {
-        None => DEFAULT_MAX_CONNECTIONS,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n,
-            _ => {
-                return Err(Error::Config(format!(
-                    "--max-connections {s}: give a number from 1 to {MAX_MAX_CONNECTIONS}"
-                )))
-            }
-        },
-    };
-    let grace = match m.opt_str("shutdown-grace") {
-        None => DEFAULT_SHUTDOWN_GRACE,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if n <= 86_400 => n,
-            _ => {
-                return Err(Error::Config(format!(
-                    "--shutdown-grace {s}: give a number of seconds from 0 to 86400"
-                )))
-            }
-        },
-    };
+    let hint = format!("give a number from 1 to {MAX_MAX_CONNECTIONS}");
+    let ok = |n: &usize| (1..=MAX_MAX_CONNECTIONS).contains(n);
+    let max_connections = cli::opt_value(m, "max-connections", ok, &hint)?;
+    let hint = "give a number of seconds from 0 to 86400";
+    let grace = cli::opt_value(m, "shutdown-grace", |n| *n <= 86_400, hint)?;
     Ok(Limits {
-        max_connections,
-        grace: Duration::from_secs(grace),
+        max_connections: max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        grace: Duration::from_secs(grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE)),
     })
 }
 
@@ -178,13 +156,9 @@ where
         thread::spawn(move || accept_loop(listener, &shared, max, serve));
     }
 
-    let mut s = shared.lock();
-    while s.signals == 0 && s.failed.is_none() {
-        s = shared
-            .changed
-            .wait(s)
-            .unwrap_or_else(PoisonError::into_inner);
-    }
+    let running = |s: &mut State| s.signals == 0 && s.failed.is_none();
+    let s = shared.changed.wait_while(shared.lock(), running);
+    let mut s = s.unwrap_or_else(PoisonError::into_inner);
     s.draining = true;
     let in_flight = s.active;
     let first_signals = s.signals;
@@ -201,19 +175,11 @@ where
         wake(a);
     }
 
-    let deadline = Instant::now() + limits.grace;
-    let mut s = shared.lock();
-    while s.active > 0 && s.signals == first_signals {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        s = shared
-            .changed
-            .wait_timeout(s, left)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-    }
+    let in_flight_left = |s: &mut State| s.active > 0 && s.signals == first_signals;
+    let s = shared
+        .changed
+        .wait_timeout_while(shared.lock(), limits.grace, in_flight_left);
+    let s = s.unwrap_or_else(PoisonError::into_inner).0;
     let cut = s.active;
     let summary = format!(
         "stopped: {} session(s) served, {} refused over --max-connections; \
@@ -319,11 +285,13 @@ where
 fn refuse(stream: TcpStream, max: usize) {
     let peer = stream
         .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "unknown".into());
+        .map_or_else(|_| "unknown".into(), |a| a.to_string());
     log::warn!("refused {peer}: {max} sessions in progress (--max-connections)");
     let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write_all(&too_many().to_bytes());
+    // Temporary, so the sender retries later (RFC 3463 4.3.2: system not
+    // accepting messages).
+    let reply = Reply::new(421, "4.3.2 Too many connections, try again later");
+    let _ = (&stream).write_all(&reply.to_bytes());
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
