@@ -1,7 +1,7 @@
 //! Known-answer tests for the primitives of the forward-secret suite
 //! NOISE-25519-CHACHAPOLY-SHA256 (handshake v2), through the same crates the
 //! library uses in `noise/src/lib.rs` (X25519, ChaCha20-Poly1305),
-//! `src/cert.rs` (RSA-PSS) and `src/wire/aead.rs` (records):
+//! `src/cert.rs` (RSA-PSS) and `wire/src/aead.rs` (records):
 //!
 //! - X25519 (x25519-dalek): `EphemeralSecret::diffie_hellman` and
 //!   `SharedSecret::was_contributory`, plus the bare RFC 7748 `x25519`.

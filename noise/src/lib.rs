@@ -3,7 +3,7 @@
 //! patterns NX, XX and IK, for both roles. Written on the crates already in
 //! the tree (x25519-dalek, chacha20poly1305, hkdf/sha2) instead of `snow`,
 //! which would bring a second copy of each; the Cacophony vectors in
-//! tests/noise_vectors.rs pin every byte.
+//! tests/noise_vectors.rs (in this crate) pin every byte.
 //!
 //! Names follow the specification's sections 5.1-5.3 so the two can be read
 //! side by side. One deliberate addition: a DH result of all zeros (the peer

@@ -1,6 +1,6 @@
 //! The line format `tests/vectors/convert.py` writes for the Wycheproof
 //! files: `count N`, then `group k=v ...` and `test k=v ...` lines. Shared by
-//! tests/primitive_vectors.rs and tests/fs_vectors.rs, which add their own
+//! crypto/tests/primitive_vectors.rs and tests/fs_vectors.rs, which add their own
 //! accessors (hex fields, verdicts) in their own `impl Record` blocks.
 
 use std::collections::HashMap;

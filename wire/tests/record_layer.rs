@@ -343,7 +343,7 @@ fn empty_data_record_is_never_a_clean_end_of_stream() {
     assert_eq!(got, b"250 OK\r\n");
 }
 
-/// The current rule (src/wire/record.rs): the sealer refuses an empty Data
+/// The current rule (wire/src/record.rs): the sealer refuses an empty Data
 /// record (so it never seals one its peer rejects), and `Opener::open`
 /// rejects a hand-made one like any other bad record.
 #[test]
